@@ -1,0 +1,220 @@
+package lb
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// MaxWeight is the largest weight a backend may have. A bound keeps the
+// smooth weighted sums and the consistent-hash ring (160 points per weight
+// unit) small; HAProxy's bound is 256.
+const MaxWeight = 1000
+
+// Backend is one upstream server: a URL, a weight and its health. Create it
+// with [NewBackend] and put it in one [Pool]. A Backend must not be copied.
+//
+// Its health flags are guarded by the owning pool's lock; its request
+// counters are atomics, so reading them never slows the request path.
+type Backend struct {
+	url    *url.URL // never modified after NewBackend
+	key    string   // normalized, credential-free URL: the identity in a pool
+	weight int
+	backup bool
+
+	pool atomic.Pointer[Pool] // the pool it belongs to, nil when in none
+
+	// Guarded by pool.mu.
+	alive        bool      // verdict of the active checker; true without one
+	ejectedUntil time.Time     // passive ejection end; zero when not ejected
+	ejectFor     time.Duration // length of the last ejection, repeated if the probe fails
+	probing      bool      // ejection over: one probe request decides
+	upSince      time.Time // start of the slow-start ramp; zero when none
+	reason       string    // why the backend is in its current state
+	lastCheck    time.Time // time of the last active check
+	lastCheckErr error     // error of the last active check, nil if it passed
+
+	probeTaken atomic.Bool  // a probe request is in flight (while probing)
+	active     atomic.Int64 // attempts in flight, streams and upgrades included
+	stats      backendStats
+}
+
+// backendStats are the per-backend totals, updated with atomics.
+type backendStats struct {
+	requests atomic.Int64 // attempts started
+	failures atomic.Int64 // attempts that counted as failures
+	retries  atomic.Int64 // attempts that were retries of an earlier one
+}
+
+// BackendOption configures a Backend in [NewBackend].
+type BackendOption interface {
+	applyBackend(*Backend) error
+}
+
+type backendOptionFunc func(*Backend) error
+
+func (f backendOptionFunc) applyBackend(b *Backend) error { return f(b) }
+
+// WithWeight sets the backend's weight: its share of requests relative to
+// the other backends under the weighted strategies, and its number of ring
+// points (160 per unit) under [ConsistentHash]. The default is 1. Weights
+// are integers from 1 to [MaxWeight]; anything else makes NewBackend fail.
+// To take a backend out of rotation, remove or drain it; weight 0 is not a
+// way to do that.
+func WithWeight(w int) BackendOption {
+	return backendOptionFunc(func(b *Backend) error {
+		if w < 1 || w > MaxWeight {
+			return fmt.Errorf("%w: weight %d for %s: must be between 1 and %d", ErrInvalidBackend, w, b.key, MaxWeight)
+		}
+		b.weight = w
+		return nil
+	})
+}
+
+// AsBackup makes the backend a backup: it takes requests only while no
+// primary (non-backup) backend is available, as nginx's and HAProxy's
+// backup servers do.
+func AsBackup() BackendOption {
+	return backendOptionFunc(func(b *Backend) error {
+		b.backup = true
+		return nil
+	})
+}
+
+// NewBackend returns a backend for rawURL, an absolute http or https URL
+// such as "http://10.0.0.1:8080" or "https://api.internal/base". A path in
+// the URL is joined in front of every request's path. Credentials in the
+// URL are rejected: they would be forwarded to nobody and logged everywhere.
+// The error wraps [ErrInvalidBackend] and names what is wrong.
+func NewBackend(rawURL string, opts ...BackendOption) (*Backend, error) {
+	u, key, err := parseBackendURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	b := &Backend{url: u, key: key, weight: 1, alive: true}
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o.applyBackend(b); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+// parseBackendURL validates rawURL and returns it with its normalized key.
+func parseBackendURL(rawURL string) (*url.URL, string, error) {
+	bad := func(why string) error {
+		return fmt.Errorf("%w: URL %q: %s", ErrInvalidBackend, redactRaw(rawURL), why)
+	}
+	if strings.TrimSpace(rawURL) == "" {
+		return nil, "", bad("empty")
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		// The url package quotes the input in its message; keep only our
+		// redacted copy and the reason.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			return nil, "", bad(ue.Err.Error())
+		}
+		return nil, "", bad(err.Error())
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, "", bad("scheme must be http or https")
+	case u.Opaque != "":
+		return nil, "", bad("not a hierarchical URL")
+	case u.User != nil:
+		return nil, "", bad("credentials are not allowed in a backend URL")
+	case u.Host == "":
+		return nil, "", bad("missing host")
+	case u.Fragment != "" || strings.Contains(rawURL, "#"):
+		return nil, "", bad("fragments are not allowed")
+	}
+	host := u.Hostname()
+	if host == "" {
+		return nil, "", bad("missing host")
+	}
+	if p := u.Port(); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return nil, "", bad("port must be between 1 and 65535")
+		}
+	} else if strings.HasSuffix(u.Host, ":") {
+		return nil, "", bad("empty port")
+	}
+	if strings.ContainsAny(host, " \t\r\n") {
+		return nil, "", bad("invalid host")
+	}
+	u.Scheme = strings.ToLower(u.Scheme)
+	u.Host = strings.ToLower(u.Host)
+	if ip := net.ParseIP(strings.Trim(host, "[]")); ip == nil && strings.Contains(host, ":") {
+		return nil, "", bad("invalid host")
+	}
+	return u, backendKey(u), nil
+}
+
+// backendKey is the identity of a backend URL in a pool: scheme, host and
+// path, without a trailing slash, so that "http://a:80" and "http://a:80/"
+// name the same backend.
+func backendKey(u *url.URL) string {
+	p := u.EscapedPath()
+	p = strings.TrimSuffix(p, "/")
+	k := u.Scheme + "://" + u.Host + p
+	if u.RawQuery != "" {
+		k += "?" + u.RawQuery
+	}
+	return k
+}
+
+// redactRaw hides what looks like credentials in an unparsed URL before it
+// goes into an error message.
+func redactRaw(s string) string {
+	if i := strings.Index(s, "@"); i >= 0 {
+		if j := strings.Index(s, "://"); j >= 0 && j < i {
+			return s[:j+3] + "xxxxx" + s[i:]
+		}
+		return "xxxxx" + s[i:]
+	}
+	return s
+}
+
+// URL returns the backend's URL. The caller must not modify it.
+func (b *Backend) URL() *url.URL { return b.url }
+
+// String returns the backend's URL.
+func (b *Backend) String() string { return b.key }
+
+// Key returns the backend's identity: its normalized URL. It implements
+// [strategy.Endpoint].
+func (b *Backend) Key() string { return b.key }
+
+// Weight returns the configured weight. It implements [strategy.Endpoint].
+func (b *Backend) Weight() int { return b.weight }
+
+// Backup reports whether the backend is a backup (see [AsBackup]).
+func (b *Backend) Backup() bool { return b.backup }
+
+// Active returns the number of attempts in flight on the backend, counting
+// streamed responses and upgraded (WebSocket) connections until they close.
+func (b *Backend) Active() int64 { return b.active.Load() }
+
+// Alive reports whether the health checks let the backend take traffic:
+// its active check (if any) says it is up and passive checks have not taken
+// it out. A backend outside any pool is alive.
+func (b *Backend) Alive() bool {
+	p := b.pool.Load()
+	if p == nil {
+		return true
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return b.alive && b.ejectedUntil.IsZero()
+}

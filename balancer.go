@@ -1,0 +1,257 @@
+// Package lb is an embeddable HTTP load balancer: a [Balancer] is an
+// [http.Handler] that spreads requests over a [Pool] of [Backend]s with a
+// pluggable [Strategy], retries failed attempts on other backends when that
+// is safe, and checks backend health actively and passively.
+//
+//	a, _ := lb.NewBackend("http://10.0.0.1:8080", lb.WithWeight(5))
+//	b, _ := lb.NewBackend("http://10.0.0.2:8080")
+//	pool, _ := lb.NewPool(a, b)
+//	bal := lb.New(pool, lb.SmoothWeighted())
+//	defer bal.Close()
+//	http.Handle("/", bal)
+//
+// The request path takes no lock shared by all requests: every change of
+// membership or health is made under the pool's lock and publishes an
+// immutable snapshot, and a request does one atomic load and then asks the
+// strategy's picker. Proxying is [httputil.ReverseProxy] with a Rewrite
+// hook, so hop-by-hop headers, trailers, streaming and protocol upgrades
+// behave as the standard library defines.
+package lb
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tinylb/lb/health"
+	"github.com/tinylb/lb/strategy"
+)
+
+// Balancer is an [http.Handler] that proxies each request to a backend of
+// its pool, and an [io.Closer] that stops the goroutines it started. Create
+// it with [New].
+type Balancer struct {
+	pool  *Pool
+	strat strategy.Strategy
+	o     options
+	log   *slog.Logger
+	now   func() time.Time
+
+	proxy     httputil.ReverseProxy
+	transport attemptTransport
+	ownTr     interface{ CloseIdleConnections() } // the default transport, closed by Close
+
+	snap       atomic.Pointer[snapshot]
+	refreshing atomic.Bool // one request at a time rebuilds an expired snapshot
+	closed     atomic.Bool
+
+	ctx    context.Context // ends at Close; parent of every checker's context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // health checker goroutines
+	events *eventQueue
+
+	// Guarded by pool.mu.
+	checkers map[*Backend]context.CancelFunc
+	trackers map[*Backend]health.Tracker
+	states   map[*Backend]State // last published state of each backend
+	started  bool               // New is done: backends added from now on slow-start
+	maxFails int                // failure threshold the smooth weighted strategies use
+}
+
+// snapshot is what a request needs, published as a whole. It is never
+// modified after it is stored.
+type snapshot struct {
+	picker    strategy.Picker
+	observer  strategy.Observer // picker's feedback hook, nil if it has none
+	backends  []*Backend        // strategy.Set.All
+	trackers  []health.Tracker  // passive-health state of each backend; nil entries without
+	gated     []bool            // backends whose next request is a probe; nil when none
+	usable    int               // number of usable backends
+	refreshAt int64             // UnixNano when the snapshot must be rebuilt; 0 never
+	closed    bool
+}
+
+// Strategy chooses a backend for each request. See package
+// [github.com/tinylb/lb/strategy] for the interface and how to write one.
+type Strategy = strategy.Strategy
+
+// KeyFunc extracts the hashing key of a request for [ConsistentHash]. An
+// empty key means "no affinity": the request is balanced round robin.
+type KeyFunc func(*http.Request) string
+
+// RoundRobin returns a strategy that sends requests to the usable backends
+// in turn, ignoring weights: a lock-free counter over the current snapshot,
+// so a backend that is down has its share spread evenly over the others.
+func RoundRobin() Strategy { return strategy.NewRoundRobin() }
+
+// SmoothWeighted returns nginx's smooth weighted round robin: shares follow
+// the weights and the picks of a heavy backend are spread out (weights
+// 5/1/1 give a a b a c a a). With passive health checks on, a failure lowers
+// the backend's effective weight by weight/MaxFails and each later pass
+// restores one unit, as nginx does.
+func SmoothWeighted() Strategy { return strategy.NewSmoothWeighted() }
+
+// LeastConn returns nginx's weighted least connections: the backend with
+// the fewest requests in flight relative to its weight, ties broken by the
+// smooth weighted pass. Streams and upgraded connections count until they
+// close.
+func LeastConn() Strategy { return strategy.NewLeastConn() }
+
+// ConsistentHash returns a ketama consistent-hash ring (nginx's "hash
+// consistent": 160 points per weight unit, derived from each backend's
+// address) keyed by key. Requests with the same key go to the same backend
+// while it is usable; a backend going down moves only its own keys, to the
+// next backend on the ring. An empty key falls back to round robin.
+func ConsistentHash(key KeyFunc) Strategy { return strategy.NewConsistentHash(key) }
+
+// New returns a balancer over pool using s (round robin if nil). It starts
+// the health checkers the options ask for; [Balancer.Close] stops them.
+// Options that cannot work (a negative duration, a threshold out of range)
+// make New panic with a message naming the option: they are programming
+// errors. Check options that come from configuration with their Validate
+// methods first.
+func New(pool *Pool, s Strategy, opts ...Option) *Balancer {
+	if pool == nil {
+		panic("lb: New with a nil *Pool")
+	}
+	if s == nil {
+		s = RoundRobin()
+	}
+	b := &Balancer{pool: pool, strat: s, now: time.Now}
+	for _, o := range opts {
+		if o != nil {
+			o.apply(&b.o)
+		}
+	}
+	b.o.validate()
+	b.o.retry = b.o.retry.withDefaults()
+	if b.o.now != nil {
+		b.now = b.o.now
+	}
+	b.log = b.o.logger
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	if mf, ok := b.o.observer.(interface{ Threshold() int }); ok {
+		b.maxFails = mf.Threshold()
+	}
+	base := b.o.transport
+	if base == nil {
+		tr := newTransport()
+		base, b.ownTr = tr, tr
+	}
+	b.transport = attemptTransport{b: b, base: base}
+	b.proxy = httputil.ReverseProxy{
+		Rewrite:       b.rewrite,
+		Transport:     &b.transport,
+		FlushInterval: b.o.flushInterval,
+		ErrorHandler:  b.serveError,
+		BufferPool:    sharedBufferPool,
+		ErrorLog:      slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),
+	}
+	if b.o.modifyResponse != nil {
+		b.proxy.ModifyResponse = b.modifyResponse
+	}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	if b.o.events != nil {
+		b.events = newEventQueue(b.ctx, b.o.events)
+	}
+	b.checkers = make(map[*Backend]context.CancelFunc)
+	b.trackers = make(map[*Backend]health.Tracker)
+	b.states = make(map[*Backend]State)
+
+	pool.mu.Lock()
+	defer pool.mu.Unlock()
+	pool.attachLocked(b)
+	for _, be := range pool.backends {
+		b.addedLocked(be)
+	}
+	b.started = true
+	b.publishLocked()
+	return b
+}
+
+// ServeHTTP proxies r to a backend chosen by the strategy.
+func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s := b.snapshot()
+	if s.usable == 0 {
+		err := ErrNoHealthyBackend
+		if s.closed {
+			err = ErrClosed
+		}
+		b.serveError(w, r, err)
+		return
+	}
+	b.proxy.ServeHTTP(w, r)
+}
+
+// Close stops every goroutine the balancer started (health checkers, the
+// event dispatcher) and waits for them, and closes the idle connections of
+// the default transport. Requests in flight finish; new requests get 503.
+// Close is idempotent and always returns nil.
+func (b *Balancer) Close() error {
+	if !b.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	b.pool.mu.Lock()
+	b.pool.detachLocked(b)
+	for be, stop := range b.checkers {
+		stop()
+		delete(b.checkers, be)
+	}
+	b.snap.Store(&snapshot{closed: true})
+	b.pool.mu.Unlock()
+
+	b.cancel()
+	b.wg.Wait()
+	b.events.wait()
+	if b.ownTr != nil {
+		b.ownTr.CloseIdleConnections()
+	}
+	return nil
+}
+
+// Pool returns the pool the balancer spreads requests over.
+func (b *Balancer) Pool() *Pool { return b.pool }
+
+// snapshot returns the current snapshot, rebuilding it first if it has
+// expired (a passive ejection ended, a slow-start step is due). Expiry is
+// computed lazily from the clock: no timer runs for it.
+func (b *Balancer) snapshot() *snapshot {
+	s := b.snap.Load()
+	if s.refreshAt != 0 && b.now().UnixNano() >= s.refreshAt && b.refreshing.CompareAndSwap(false, true) {
+		b.pool.mu.Lock()
+		if !b.closed.Load() {
+			b.publishLocked()
+		}
+		b.pool.mu.Unlock()
+		b.refreshing.Store(false)
+		s = b.snap.Load()
+	}
+	return s
+}
+
+// rewrite is the ReverseProxy's Rewrite hook. The target URL is set per
+// attempt by attemptTransport, since a retry goes to another backend.
+// ReverseProxy has already removed hop-by-hop and client-sent forwarding
+// headers from pr.Out; SetXForwarded sets our own.
+func (b *Balancer) rewrite(pr *httputil.ProxyRequest) {
+	pr.SetXForwarded()
+}
+
+// modifyResponse runs the user's hook. If it panics, the response body is
+// closed first, so that the attempt's accounting (in-flight counts,
+// passive health) is settled, and the panic goes on.
+func (b *Balancer) modifyResponse(resp *http.Response) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			resp.Body.Close()
+			panic(p)
+		}
+	}()
+	return b.o.modifyResponse(resp)
+}

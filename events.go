@@ -1,0 +1,124 @@
+package lb
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// State is a backend's state as one balancer sees it.
+type State uint8
+
+const (
+	// StateUp: the backend takes requests at its full weight.
+	StateUp State = iota
+	// StateSlowStart: the backend takes requests at a weight that ramps up
+	// (see [WithSlowStart]).
+	StateSlowStart
+	// StateDown: the active health check failed Fall times in a row (or
+	// the first check failed); no requests until it passes Rise times.
+	StateDown
+	// StateEjected: passive health took the backend out after too many
+	// failed requests; it comes back after the fail timeout.
+	StateEjected
+	// StateProbing: the ejection is over and one probe request decides
+	// whether the backend is back.
+	StateProbing
+)
+
+var stateNames = [...]string{"up", "slow-start", "down", "ejected", "probing"}
+
+func (s State) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return "unknown"
+}
+
+// EventKind tells what an [Event] reports.
+type EventKind uint8
+
+const (
+	// EventStateChanged: a backend's state changed from From to To.
+	EventStateChanged EventKind = iota
+	// EventBackendAdded: a backend joined the pool.
+	EventBackendAdded
+	// EventBackendRemoved: a backend left the pool.
+	EventBackendRemoved
+)
+
+var eventNames = [...]string{"state-changed", "backend-added", "backend-removed"}
+
+func (k EventKind) String() string {
+	if int(k) < len(eventNames) {
+		return eventNames[k]
+	}
+	return "unknown"
+}
+
+// Event is something that happened to a backend of a balancer.
+type Event struct {
+	Kind    EventKind
+	Time    time.Time
+	Backend *Backend
+	From    State  // the state before, for EventStateChanged
+	To      State  // the state after, for EventStateChanged
+	Reason  string // why, in words: "check failed 3 times: ...", "3 failures in 10s"
+}
+
+// eventQueue delivers events to the user's function from one goroutine, so
+// that a slow handler never blocks the request path or the pool's lock.
+type eventQueue struct {
+	f       func(Event)
+	ch      chan Event
+	dropped atomic.Int64
+	wg      sync.WaitGroup
+}
+
+func newEventQueue(ctx context.Context, f func(Event)) *eventQueue {
+	q := &eventQueue{f: f, ch: make(chan Event, 1024)}
+	q.wg.Go(func() {
+		for {
+			select {
+			case ev := <-q.ch:
+				q.deliver(ev)
+			case <-ctx.Done():
+				for {
+					select {
+					case ev := <-q.ch:
+						q.deliver(ev)
+					default:
+						return
+					}
+				}
+			}
+		}
+	})
+	return q
+}
+
+// deliver calls the user's function, surviving its panics: a broken
+// observer must not take the balancer down with it.
+func (q *eventQueue) deliver(ev Event) {
+	defer func() { _ = recover() }()
+	q.f(ev)
+}
+
+// send queues ev without blocking; it drops ev if the queue is full.
+func (q *eventQueue) send(ev Event) {
+	if q == nil {
+		return
+	}
+	select {
+	case q.ch <- ev:
+	default:
+		q.dropped.Add(1)
+	}
+}
+
+func (q *eventQueue) wait() {
+	if q != nil {
+		q.wg.Wait()
+	}
+}

@@ -1,0 +1,518 @@
+package lb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tinylb/lb/health"
+	"github.com/tinylb/lb/strategy"
+)
+
+// newTransport returns the default transport: HTTP/1.1 keep-alive
+// connections sized for a proxy (Go's default of 2 idle connections per
+// host makes a busy proxy open and close connections all the time), bounded
+// dial and response-header waits, and no proxy from the environment, so
+// that requests go to the pool's addresses and nowhere else.
+func newTransport() *http.Transport {
+	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:                 nil,
+		DialContext:           d.DialContext,
+		MaxIdleConns:          0, // no global bound; the per-host bound applies
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ResponseHeaderTimeout: 30 * time.Second,
+		ExpectContinueTimeout: 1 * time.Second,
+	}
+}
+
+// bufferPool recycles the 32 KiB buffers ReverseProxy copies bodies with;
+// without one it allocates a buffer per request.
+type bufferPool struct{ p sync.Pool }
+
+func (bp *bufferPool) Get() []byte {
+	if b, ok := bp.p.Get().(*[]byte); ok {
+		return *b
+	}
+	return make([]byte, 32<<10)
+}
+
+func (bp *bufferPool) Put(b []byte) {
+	if cap(b) == 32<<10 {
+		bp.p.Put(&b)
+	}
+}
+
+var sharedBufferPool httputil.BufferPool = &bufferPool{}
+
+// attemptTransport is the RoundTripper the ReverseProxy uses. Each call is
+// one client request: it picks a backend, sends the request, and on
+// failure decides whether it is safe to send it again to another backend.
+// Because RoundTrip returns before ReverseProxy writes anything to the
+// client, a retry can never follow a response byte already sent.
+type attemptTransport struct {
+	b    *Balancer
+	base http.RoundTripper
+}
+
+// errNoBackendLeft ends the retry loop when every usable backend was tried.
+var errNoBackendLeft = errors.New("no backend left to try")
+
+func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	b := t.b
+	pol := &b.o.retry
+	var tried strategy.Tried
+	path, rawPath, query := req.URL.Path, req.URL.RawPath, req.URL.RawQuery
+	var body *replayBody
+	if req.Body != nil && req.Body != http.NoBody {
+		body = &replayBody{src: req.Body, limit: pol.BodyBuffer}
+	}
+	idempotent := isIdempotent(req)
+	var deadline time.Time
+	if pol.Timeout > 0 {
+		deadline = b.now().Add(pol.Timeout)
+	}
+	var (
+		lastErr  error
+		held     *http.Response // a response with a retryable status, kept in case no retry works
+		attempts int
+	)
+	for {
+		s := b.snapshot()
+		if s.closed {
+			return t.giveUp(held, ErrClosed, 0)
+		}
+		i, gated := b.pick(s, req, &tried)
+		if i < 0 {
+			if attempts == 0 {
+				return nil, ErrNoHealthyBackend
+			}
+			return t.giveUp(held, lastErr, attempts)
+		}
+		be := s.backends[i]
+		tried.Add(be)
+		be.active.Add(1)
+		be.stats.requests.Add(1)
+		if attempts > 0 {
+			be.stats.retries.Add(1)
+		}
+		attempts++
+
+		req.URL.Path, req.URL.RawPath, req.URL.RawQuery = path, rawPath, query
+		pr := httputil.ProxyRequest{Out: req}
+		pr.SetURL(be.url)
+		if body != nil {
+			req.Body = body.next()
+		}
+		a := attempt{b: b, s: s, i: i, gated: gated, ctx: req.Context()}
+		if s.trackers[i] != nil {
+			a.start = b.now()
+		}
+
+		resp, err := t.base.RoundTrip(req)
+		if err != nil {
+			canceled := a.ctx.Err() != nil
+			a.finish(0, err, canceled)
+			if canceled {
+				return t.giveUp(held, err, attempts)
+			}
+			lastErr = err
+			if !t.retryable(err, req, body, idempotent) || attempts >= pol.Tries || pastDeadline(b, deadline) {
+				return t.giveUp(held, err, attempts)
+			}
+			b.logRetry(req, be, err)
+			continue
+		}
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			if err := checkUpgrade(req, resp); err != nil {
+				resp.Body.Close()
+				a.finish(resp.StatusCode, err, false)
+				return t.giveUp(held, err, attempts)
+			}
+		}
+		a.status = resp.StatusCode
+		resp.Body = a.wrap(resp.Body)
+		if held != nil {
+			held.Body.Close()
+			held = nil
+		}
+		if len(pol.Statuses) > 0 && slices.Contains(pol.Statuses, resp.StatusCode) &&
+			idempotent && body.replayable() && attempts < pol.Tries && !pastDeadline(b, deadline) {
+			held = resp
+			lastErr = fmt.Errorf("status %d", resp.StatusCode)
+			b.logRetry(req, be, lastErr)
+			continue
+		}
+		return resp, nil
+	}
+}
+
+// giveUp ends the retry loop: with the response kept from a retryable
+// status if there is one (the client gets the last upstream answer), else
+// with err.
+func (t *attemptTransport) giveUp(held *http.Response, err error, attempts int) (*http.Response, error) {
+	if held != nil {
+		return held, nil
+	}
+	if err == nil {
+		err = errNoBackendLeft
+	}
+	if errors.Is(err, ErrClosed) || errors.Is(err, context.Canceled) {
+		return nil, err
+	}
+	return nil, &attemptsError{n: attempts, err: err}
+}
+
+// attemptsError wraps the last attempt's error in ErrAttemptsFailed.
+type attemptsError struct {
+	n   int
+	err error
+}
+
+func (e *attemptsError) Error() string {
+	return fmt.Sprintf("lb: all attempts failed (%d tried): %v", e.n, e.err)
+}
+
+func (e *attemptsError) Unwrap() []error { return []error{ErrAttemptsFailed, e.err} }
+
+func pastDeadline(b *Balancer, deadline time.Time) bool {
+	return !deadline.IsZero() && !b.now().Before(deadline)
+}
+
+// retryable reports whether a request whose attempt failed with err may be
+// sent to another backend.
+func (t *attemptTransport) retryable(err error, req *http.Request, body *replayBody, idempotent bool) bool {
+	if body != nil && body.sentBytes() > 0 && !body.replayable() {
+		return false // part of a body that was not kept went out
+	}
+	if notSent(err) {
+		return true // no byte of the request reached a backend
+	}
+	if req.Header.Get("Upgrade") != "" {
+		return false // a handshake that was sent is never repeated
+	}
+	return idempotent || t.b.o.retry.NonIdempotent
+}
+
+// notSent reports whether err means the request never left: the
+// connection to the backend could not be made.
+func notSent(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	var dns *net.DNSError
+	return errors.As(err, &dns)
+}
+
+// isIdempotent reports whether RFC 9110 §9.2.2 lets r be sent twice. A
+// client's Idempotency-Key header does not change the answer.
+func isIdempotent(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// checkUpgrade rejects a 101 answer that does not switch to the protocol
+// the client asked for. ReverseProxy rejects it too, but without closing
+// the backend connection, which would leave the attempt open forever.
+func checkUpgrade(req *http.Request, resp *http.Response) error {
+	want, got := upgradeType(req.Header), upgradeType(resp.Header)
+	if want == "" || !strings.EqualFold(want, got) {
+		return fmt.Errorf("backend switched protocol to %q when %q was requested", got, want)
+	}
+	if _, ok := resp.Body.(io.ReadWriteCloser); !ok {
+		return errors.New("101 response with a body that cannot be written")
+	}
+	return nil
+}
+
+func upgradeType(h http.Header) string {
+	for _, v := range h["Connection"] {
+		for _, tok := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+				return h.Get("Upgrade")
+			}
+		}
+	}
+	return ""
+}
+
+// pick asks the snapshot's picker for a backend. A backend whose next
+// request is a probe after an ejection takes one request at a time; a pick
+// of it while its probe is out is undone and another backend is chosen.
+func (b *Balancer) pick(s *snapshot, r *http.Request, tried *strategy.Tried) (int, bool) {
+	for {
+		i := s.picker.Pick(r, tried)
+		if i < 0 || i >= len(s.backends) {
+			return -1, false
+		}
+		if s.gated == nil || !s.gated[i] {
+			return i, false
+		}
+		be := s.backends[i]
+		if be.probeTaken.CompareAndSwap(false, true) {
+			return i, true
+		}
+		if s.observer != nil {
+			s.observer.Done(i, strategy.Ignored)
+		}
+		tried.Add(be)
+	}
+}
+
+// attempt is the bookkeeping of one try on one backend, settled exactly
+// once by finish.
+type attempt struct {
+	b      *Balancer
+	s      *snapshot
+	i      int
+	gated  bool
+	ctx    context.Context
+	start  time.Time
+	status int
+}
+
+// finish settles the attempt: the in-flight count, passive health, the
+// strategy's feedback, a probe's verdict.
+func (a *attempt) finish(status int, err error, canceled bool) {
+	b, s, i := a.b, a.s, a.i
+	be := s.backends[i]
+	be.active.Add(-1)
+	res := strategy.Success
+	var ejectUntil time.Time
+	if tr := s.trackers[i]; tr != nil {
+		now := b.now()
+		var failed bool
+		failed, ejectUntil = tr.Observe(health.Outcome{
+			Time: now, Err: err, Status: status, Latency: now.Sub(a.start), Canceled: canceled,
+		})
+		if failed {
+			res = strategy.Failure
+		}
+	} else if err != nil {
+		res = strategy.Failure
+	}
+	if canceled {
+		res, ejectUntil = strategy.Ignored, time.Time{}
+	}
+	if res == strategy.Failure {
+		be.stats.failures.Add(1)
+	}
+	if s.observer != nil {
+		s.observer.Done(i, res)
+	}
+	if a.gated {
+		b.probeDone(be, res)
+		return
+	}
+	if !ejectUntil.IsZero() && len(s.backends) > 1 {
+		b.eject(be, ejectUntil, "passive health: too many failed requests")
+	}
+}
+
+// wrap returns rc wrapped so that the attempt is settled when the body is
+// closed: a streamed or upgraded response counts as in flight until then.
+func (a *attempt) wrap(rc io.ReadCloser) io.ReadCloser {
+	tb := &trackedBody{rc: rc, a: *a}
+	if rwc, ok := rc.(io.ReadWriteCloser); ok && a.status == http.StatusSwitchingProtocols {
+		return &trackedConn{trackedBody: tb, w: rwc}
+	}
+	return tb
+}
+
+// trackedBody is a response body that settles its attempt on Close, as a
+// failure if reading it failed (the backend died mid-response).
+type trackedBody struct {
+	rc      io.ReadCloser
+	a       attempt
+	readErr atomic.Pointer[error]
+	done    atomic.Bool
+}
+
+func (t *trackedBody) Read(p []byte) (int, error) {
+	n, err := t.rc.Read(p)
+	if err != nil && err != io.EOF {
+		t.readErr.CompareAndSwap(nil, &err)
+	}
+	return n, err
+}
+
+func (t *trackedBody) Close() error {
+	err := t.rc.Close()
+	if t.done.CompareAndSwap(false, true) {
+		var rerr error
+		if p := t.readErr.Load(); p != nil {
+			rerr = *p
+		}
+		canceled := rerr != nil && t.a.ctx.Err() != nil
+		t.a.finish(t.a.status, rerr, canceled)
+	}
+	return err
+}
+
+// trackedConn is the body of a 101 response: the backend connection, which
+// ReverseProxy writes to as well as reads from.
+type trackedConn struct {
+	*trackedBody
+	w io.Writer
+}
+
+func (t *trackedConn) Write(p []byte) (int, error) { return t.w.Write(p) }
+
+// replayBody lets a request body be sent again on a retry. The bytes read
+// from the client are kept, up to limit, as they stream to the first
+// backend; a later attempt replays them and then goes on reading from the
+// client. Reads are serialized by mu, which also stops an earlier attempt's
+// reader (still held by its transport's writing goroutine) from taking
+// bytes meant for the next attempt.
+type replayBody struct {
+	src   io.ReadCloser
+	limit int64
+
+	read     atomic.Int64 // bytes read from src
+	overflow atomic.Bool  // more than limit was read: the body cannot be replayed
+
+	mu     sync.Mutex // guards buf, srcErr, gen and reads of src
+	buf    []byte     // the bytes read from src, while they fit in limit
+	srcErr error      // sticky error (io.EOF at the end) from src
+	gen    int        // the attempt allowed to read
+}
+
+// next returns the reader for a new attempt, invalidating earlier ones.
+func (rb *replayBody) next() io.ReadCloser {
+	rb.mu.Lock()
+	defer rb.mu.Unlock()
+	rb.gen++
+	return &replayReader{rb: rb, gen: rb.gen}
+}
+
+// replayable reports whether every byte read so far is kept. A nil body is
+// trivially replayable.
+func (rb *replayBody) replayable() bool {
+	return rb == nil || !rb.overflow.Load()
+}
+
+func (rb *replayBody) sentBytes() int64 { return rb.read.Load() }
+
+var errStaleBody = errors.New("lb: request body read by an abandoned attempt")
+
+// replayReader is one attempt's view of a replayBody.
+type replayReader struct {
+	rb     *replayBody
+	gen    int
+	off    int64 // position in the body stream
+	closed atomic.Bool
+}
+
+func (r *replayReader) Read(p []byte) (int, error) {
+	rb := r.rb
+	rb.mu.Lock()
+	defer rb.mu.Unlock()
+	if r.gen != rb.gen || r.closed.Load() {
+		return 0, errStaleBody
+	}
+	if r.off < int64(len(rb.buf)) {
+		n := copy(p, rb.buf[r.off:])
+		r.off += int64(n)
+		return n, nil
+	}
+	if r.off < rb.read.Load() {
+		return 0, errStaleBody // bytes this attempt needs were not kept
+	}
+	if rb.srcErr != nil {
+		return 0, rb.srcErr
+	}
+	n, err := rb.src.Read(p)
+	rb.read.Add(int64(n))
+	r.off += int64(n)
+	if !rb.overflow.Load() {
+		if int64(len(rb.buf)+n) <= rb.limit {
+			rb.buf = append(rb.buf, p[:n]...)
+		} else {
+			rb.overflow.Store(true)
+			rb.buf = nil
+		}
+	}
+	if err != nil {
+		rb.srcErr = err
+	}
+	return n, err
+}
+
+// Close ends this attempt's use of the body; the client's body itself is
+// closed by ReverseProxy when the request is over.
+func (r *replayReader) Close() error {
+	r.closed.Store(true)
+	return nil
+}
+
+// serveError answers a request the balancer could not serve.
+func (b *Balancer) serveError(w http.ResponseWriter, r *http.Request, err error) {
+	status := http.StatusBadGateway
+	switch {
+	case r.Context().Err() != nil && !errors.Is(err, ErrNoHealthyBackend):
+		// The client went away: not a backend failure. 499 is what nginx
+		// logs for it; nobody will read the answer.
+		status = 499
+		if !errors.Is(err, context.Canceled) {
+			err = fmt.Errorf("%w: %w", context.Canceled, err)
+		}
+	case errors.Is(err, ErrNoHealthyBackend), errors.Is(err, ErrClosed):
+		status = http.StatusServiceUnavailable
+	case isTimeout(err):
+		status = http.StatusGatewayTimeout
+	}
+	if !errors.Is(err, ErrAttemptsFailed) && status == http.StatusBadGateway {
+		err = &attemptsError{n: 1, err: err}
+	}
+	if b.log.Enabled(r.Context(), slog.LevelWarn) && status != 499 {
+		b.log.LogAttrs(r.Context(), slog.LevelWarn, "lb: request failed",
+			slog.Int("status", status), slog.String("method", r.Method),
+			slog.String("path", r.URL.Path), slog.String("error", err.Error()))
+	} else if status == 499 {
+		b.log.LogAttrs(r.Context(), slog.LevelDebug, "lb: client closed request",
+			slog.Int("status", status), slog.String("method", r.Method), slog.String("path", r.URL.Path))
+	}
+	if h := b.o.errorHandler; h != nil {
+		h(w, r, err)
+		return
+	}
+	if status == http.StatusServiceUnavailable && b.o.retryAfter > 0 {
+		secs := max(int64(b.o.retryAfter/time.Second), 1)
+		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	}
+	http.Error(w, http.StatusText(status), status)
+}
+
+// isTimeout reports whether err is a timeout waiting for a backend.
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// logRetry records that an attempt is retried on another backend.
+func (b *Balancer) logRetry(r *http.Request, be *Backend, err error) {
+	if b.log.Enabled(r.Context(), slog.LevelInfo) {
+		b.log.LogAttrs(r.Context(), slog.LevelInfo, "lb: retrying on another backend",
+			slog.String("backend", be.key), slog.String("method", r.Method), slog.String("error", err.Error()))
+	}
+}

@@ -1,0 +1,123 @@
+package strategy
+
+import (
+	"hash/crc32"
+	"net/http"
+	"sync/atomic"
+	"unsafe"
+)
+
+// ConsistentHash is nginx's hash $key consistent: a ketama ring with 160
+// points per unit of configured weight (algorithms.md §4.2). A request goes
+// to the member owning the first point at or after the CRC-32 of its key,
+// wrapping round the ring; if that member is not usable, or the request has
+// already tried it, the next member along the ring takes it. Taking a member
+// down or out moves only the keys it had, and adding one moves only the keys
+// it takes.
+//
+// The ring is built over Set.All, so health changes do not move keys between
+// the members that stay up. Each member's points derive, exactly as nginx
+// derives them from a server directive, from its Key: the host and optional
+// port of the URL as written ("10.0.0.1:80"; "backend.example.com" has no
+// port), followed by the URL's path when it is neither "" nor "/", so that
+// two members at one address with different base paths do not collide. The
+// scheme is not part of it. Independent balancers over the same URLs and
+// weights therefore build the same ring and agree on every key. The ring
+// uses Endpoint.Weight, the configured weight: Set.Weights (slow start) does
+// not move points.
+//
+// The key function extracts the key from a request, for example a header, a
+// cookie or the client address. When it is nil or returns "", or the Set has
+// fewer than two members, the ConsistentHash falls back to round robin over
+// the usable members, as nginx does. A panic in the key function is not
+// recovered.
+//
+// The ring is rebuilt only when the members of Set.All or their configured
+// weights change; otherwise new pickers share the previous one. Pick hashes
+// the key and binary-searches the ring without allocating or locking. A
+// ConsistentHash is safe for concurrent use.
+type ConsistentHash struct {
+	key  func(*http.Request) string
+	next atomic.Uint64 // round-robin fallback cursor, shared by all pickers
+
+	// The last ring built and what it was built from. Only Picker, which is
+	// never called concurrently, uses them.
+	ring    *ring
+	members []Endpoint
+	weights []int
+}
+
+var _ Strategy = (*ConsistentHash)(nil)
+
+// NewConsistentHash returns a consistent-hash strategy that hashes the key
+// that key returns for each request.
+func NewConsistentHash(key func(*http.Request) string) *ConsistentHash {
+	return &ConsistentHash{key: key}
+}
+
+// Picker returns a picker over set. It builds a new ring only if set.All or
+// the configured weights of its members differ from the previous Set's.
+func (c *ConsistentHash) Picker(set *Set) Picker {
+	p := &hashPicker{
+		key:    c.key,
+		next:   &c.next,
+		all:    set.All,
+		usable: set.Usable,
+	}
+	if c.key == nil || len(set.All) < 2 {
+		return p
+	}
+	p.ring = c.ringFor(set.All)
+	p.ok = make([]bool, len(set.All))
+	for _, i := range set.Usable {
+		p.ok[i] = true
+	}
+	return p
+}
+
+// ringFor returns the ring over all, reusing the last one if it fits.
+func (c *ConsistentHash) ringFor(all []Endpoint) *ring {
+	same := c.ring != nil && len(all) == len(c.members)
+	for i := 0; same && i < len(all); i++ {
+		same = all[i] == c.members[i] && all[i].Weight() == c.weights[i]
+	}
+	if same {
+		return c.ring
+	}
+	c.members = append(c.members[:0], all...)
+	c.weights = c.weights[:0]
+	for _, e := range all {
+		c.weights = append(c.weights, e.Weight())
+	}
+	c.ring = newRing(all)
+	return c.ring
+}
+
+// hashPicker is an immutable view of one Set and its ring.
+type hashPicker struct {
+	key    func(*http.Request) string
+	next   *atomic.Uint64
+	all    []Endpoint
+	usable []int
+	ring   *ring  // nil: round robin only
+	ok     []bool // ok[i] reports whether All[i] is usable
+}
+
+// Pick implements [Picker]. It never blocks or allocates.
+func (p *hashPicker) Pick(r *http.Request, tried *Tried) int {
+	if p.ring != nil {
+		if k := p.key(r); k != "" {
+			if m := p.ring.lookup(hashKey(k), p.ok, p.all, tried); m >= 0 {
+				return m
+			}
+			// Only a member without points (all lost to hash
+			// collisions) can be left; round robin finds it.
+		}
+	}
+	return pickRR(p.next, p.all, p.usable, tried)
+}
+
+// hashKey is crc32.ChecksumIEEE(k), without copying k.
+func hashKey(k string) uint32 {
+	return crc32.Update(0, crc32.IEEETable, unsafe.Slice(unsafe.StringData(k), len(k)))
+}

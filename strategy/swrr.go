@@ -1,0 +1,164 @@
+package strategy
+
+import (
+	"net/http"
+	"sync"
+)
+
+// SmoothWeighted is nginx's smooth weighted round robin
+// (ngx_http_upstream_get_peer, algorithms.md §1). Every member has a current
+// weight cw, starting at 0, and an effective weight ew, starting at its
+// weight. Each pick runs one pass over the usable members not yet tried by
+// the request, in configuration order: every one adds ew to its cw (and then,
+// if ew is below its weight, ew recovers by one unit, Set.Scale); the first
+// member with the highest cw wins and gives back the pass's total. With
+// weights a5 b1 c1 the picks are a a b a c a a, and every run of picks as
+// long as the weight sum gives each member exactly its weight.
+//
+// The picker is an [Observer]: a [Failure] lowers the member's ew by
+// Weights[i]/MaxFails (integer division, not below 0) when Set.MaxFails is
+// positive and the Set has more than one member, as nginx does; the ew then
+// recovers a unit per pass. Weights are taken from Set.Weights, so a member
+// in slow start gets its reduced share.
+//
+// The cw and ew of each member belong to the SmoothWeighted and are shared by
+// all its pickers: a member that goes down and comes back finds them as it
+// left them. A member dropped from Set.All loses its state; if it is added
+// again it starts afresh. When a member's weight changes, its ew is clamped
+// to the new weight.
+//
+// Each pick takes a mutex for one O(n) pass, which is cheap for up to a few
+// hundred members. A SmoothWeighted is safe for concurrent use; its zero
+// value is ready to use.
+type SmoothWeighted struct {
+	// mu guards the cw and ew of every member state reachable from this
+	// strategy: those in state and those still held by older pickers.
+	mu sync.Mutex
+	// state maps each member of the last Set to its smooth-weighted state.
+	// Only Picker, which is never called concurrently, reads or replaces it.
+	state map[Endpoint]*smooth
+}
+
+var _ Strategy = (*SmoothWeighted)(nil)
+
+// NewSmoothWeighted returns a smooth weighted round-robin strategy.
+func NewSmoothWeighted() *SmoothWeighted { return &SmoothWeighted{} }
+
+// Picker returns a picker over set that shares s's per-member state.
+func (s *SmoothWeighted) Picker(set *Set) Picker {
+	p := &swrrPicker{
+		mu:       &s.mu,
+		st:       make([]*smooth, len(set.All)),
+		weights:  set.Weights,
+		scale:    scale(set),
+		maxFails: set.MaxFails,
+		items:    make([]swrrItem, 0, len(set.Usable)),
+	}
+	if len(set.All) < 2 {
+		p.maxFails = 0 // §1: a single-peer group skips failure accounting
+	}
+	next := make(map[Endpoint]*smooth, len(set.All))
+	s.mu.Lock()
+	for i, e := range set.All {
+		st := next[e]
+		if st == nil {
+			st = s.state[e]
+		}
+		if st == nil {
+			st = &smooth{ew: set.Weights[i]}
+		}
+		st.clamp(set.Weights[i])
+		next[e] = st
+		p.st[i] = st
+	}
+	s.mu.Unlock()
+	s.state = next
+	for _, i := range set.Usable {
+		p.items = append(p.items, swrrItem{st: p.st[i], e: set.All[i], w: set.Weights[i], i: i})
+	}
+	return p
+}
+
+// swrrPicker is one Set's view of the shared smooth-weighted state.
+type swrrPicker struct {
+	mu       *sync.Mutex // the strategy's; guards every *smooth
+	st       []*smooth   // st[i] is the state of All[i]
+	weights  []int
+	scale    int
+	maxFails int
+	items    []swrrItem // the usable members, in order
+}
+
+// swrrItem is one usable member, laid out for the pass.
+type swrrItem struct {
+	st *smooth
+	e  Endpoint
+	w  int // Weights[i]
+	i  int // position in All
+}
+
+// Pick implements [Picker]: one §1 pass over the usable members not in tried.
+func (p *swrrPicker) Pick(_ *http.Request, tried *Tried) int {
+	check := tried.Len() > 0
+	p.mu.Lock()
+	var best *smooth
+	bi, total := -1, 0
+	for k := range p.items {
+		it := &p.items[k]
+		if check && tried.Has(it.e) {
+			continue
+		}
+		total += it.st.add(it.w, p.scale)
+		if best == nil || it.st.cw > best.cw {
+			best, bi = it.st, it.i
+		}
+	}
+	if best != nil {
+		best.cw -= total
+	}
+	p.mu.Unlock()
+	return bi
+}
+
+// Done implements [Observer]: a Failure lowers the member's effective weight
+// by Weights[i]/MaxFails; other results change nothing.
+func (p *swrrPicker) Done(i int, r Result) {
+	if r != Failure || p.maxFails <= 0 || i < 0 || i >= len(p.st) {
+		return
+	}
+	d := p.weights[i] / p.maxFails
+	if d == 0 {
+		return // §1: w / max_fails can be 0, and then there is no penalty
+	}
+	p.mu.Lock()
+	p.st[i].fail(d)
+	p.mu.Unlock()
+}
+
+// smooth is one member's state in the §1 pass. The mutex of the strategy
+// that owns it guards it.
+type smooth struct {
+	cw int // current weight
+	ew int // effective weight, in [0, weight]
+}
+
+// add is step 1 of the §1 pass for a member of weight w: cw += ew, then ew
+// recovers by one unit (scale) if it is below w. It returns the ew that was
+// added, to be summed into the pass's total.
+func (s *smooth) add(w, scale int) int {
+	ew := s.ew
+	s.cw += ew
+	if ew < w {
+		s.ew = min(ew+scale, w)
+	}
+	return ew
+}
+
+// fail lowers ew by d, not below 0.
+func (s *smooth) fail(d int) { s.ew = max(s.ew-d, 0) }
+
+// clamp keeps ew within a new weight w.
+func (s *smooth) clamp(w int) { s.ew = min(s.ew, w) }
+
+// scale returns set.Scale, or 1 if it is unset.
+func scale(set *Set) int { return max(set.Scale, 1) }
