@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -24,8 +25,8 @@ const MaxWeight = 1000
 type Backend struct {
 	url    *url.URL // never modified after NewBackend
 	key    string   // normalized, credential-free URL: the identity in a pool
-	weight int
-	backup bool
+	weight atomic.Int64
+	backup atomic.Bool
 
 	pool atomic.Pointer[Pool] // the pool it belongs to, nil when in none
 
@@ -38,6 +39,16 @@ type Backend struct {
 	reason       string    // why the backend is in its current state
 	lastCheck    time.Time // time of the last active check
 	lastCheckErr error     // error of the last active check, nil if it passed
+	draining     bool      // takes no new requests; in-flight ones finish
+	maintenance  bool      // taken out by hand; health checks do not bring it back
+
+	// noNew is set while the backend must take no new request (draining,
+	// in maintenance, removed). An attempt that picked it from an older
+	// snapshot sees it after counting itself in flight and backs off, so
+	// that Drain and Remove never race with a request just starting.
+	noNew  atomic.Bool
+	idleMu sync.Mutex    // guards idle
+	idle   chan struct{} // closed when active drops to 0 while draining
 
 	probeTaken atomic.Bool  // a probe request is in flight (while probing)
 	active     atomic.Int64 // attempts in flight, streams and upgrades included
@@ -49,6 +60,7 @@ type backendStats struct {
 	requests atomic.Int64 // attempts started
 	failures atomic.Int64 // attempts that counted as failures
 	retries  atomic.Int64 // attempts that were retries of an earlier one
+	latency  latencyStats // time to response headers
 }
 
 // BackendOption configures a Backend in [NewBackend].
@@ -71,7 +83,7 @@ func WithWeight(w int) BackendOption {
 		if w < 1 || w > MaxWeight {
 			return fmt.Errorf("%w: weight %d for %s: must be between 1 and %d", ErrInvalidBackend, w, b.key, MaxWeight)
 		}
-		b.weight = w
+		b.weight.Store(int64(w))
 		return nil
 	})
 }
@@ -81,7 +93,7 @@ func WithWeight(w int) BackendOption {
 // backup servers do.
 func AsBackup() BackendOption {
 	return backendOptionFunc(func(b *Backend) error {
-		b.backup = true
+		b.backup.Store(true)
 		return nil
 	})
 }
@@ -96,7 +108,8 @@ func NewBackend(rawURL string, opts ...BackendOption) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Backend{url: u, key: key, weight: 1, alive: true}
+	b := &Backend{url: u, key: key, alive: true}
+	b.weight.Store(1)
 	for _, o := range opts {
 		if o == nil {
 			continue
@@ -197,10 +210,10 @@ func (b *Backend) String() string { return b.key }
 func (b *Backend) Key() string { return b.key }
 
 // Weight returns the configured weight. It implements [strategy.Endpoint].
-func (b *Backend) Weight() int { return b.weight }
+func (b *Backend) Weight() int { return int(b.weight.Load()) }
 
 // Backup reports whether the backend is a backup (see [AsBackup]).
-func (b *Backend) Backup() bool { return b.backup }
+func (b *Backend) Backup() bool { return b.backup.Load() }
 
 // Active returns the number of attempts in flight on the backend, counting
 // streamed responses and upgraded (WebSocket) connections until they close.
@@ -217,4 +230,42 @@ func (b *Backend) Alive() bool {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	return b.alive && b.ejectedUntil.IsZero()
+}
+
+// waitIdleChan returns a channel closed once the backend has no attempt in
+// flight, for Drain.
+func (b *Backend) waitIdleChan() <-chan struct{} {
+	b.idleMu.Lock()
+	defer b.idleMu.Unlock()
+	if b.idle == nil {
+		b.idle = make(chan struct{})
+	}
+	ch := b.idle
+	if b.active.Load() == 0 {
+		close(ch)
+		b.idle = nil
+	}
+	return ch
+}
+
+// release ends one attempt's claim on the backend and wakes Drain when it
+// was the last one.
+func (b *Backend) release() {
+	if b.active.Add(-1) == 0 && b.noNew.Load() {
+		b.idleMu.Lock()
+		if b.idle != nil {
+			close(b.idle)
+			b.idle = nil
+		}
+		b.idleMu.Unlock()
+	}
+}
+
+// resetForPool clears what a backend carried from a pool it left, before it
+// joins one. Its owner's lock must be held.
+func (b *Backend) resetForPool() {
+	b.alive = true
+	b.draining, b.maintenance, b.probing = false, false, false
+	b.ejectedUntil, b.upSince = time.Time{}, time.Time{}
+	b.noNew.Store(false)
 }

@@ -48,6 +48,7 @@ type Balancer struct {
 	snap       atomic.Pointer[snapshot]
 	refreshing atomic.Bool // one request at a time rebuilds an expired snapshot
 	closed     atomic.Bool
+	stats      balancerStats
 
 	ctx    context.Context // ends at Close; parent of every checker's context
 	cancel context.CancelFunc
@@ -73,6 +74,10 @@ type snapshot struct {
 	usable    int               // number of usable backends
 	refreshAt int64             // UnixNano when the snapshot must be rebuilt; 0 never
 	closed    bool
+	panicking bool    // panic mode: balancing over unhealthy backends
+	states    []State // state of each backend, for Stats
+	weights   []int   // strategy.Set.Weights, for Stats
+	scale     int     // strategy.Set.Scale
 }
 
 // Strategy chooses a backend for each request. See package
@@ -203,7 +208,7 @@ func (b *Balancer) Close() error {
 		stop()
 		delete(b.checkers, be)
 	}
-	b.snap.Store(&snapshot{closed: true})
+	b.snap.Store(&snapshot{closed: true, scale: 1})
 	b.pool.mu.Unlock()
 
 	b.cancel()

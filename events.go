@@ -25,9 +25,15 @@ const (
 	// StateProbing: the ejection is over and one probe request decides
 	// whether the backend is back.
 	StateProbing
+	// StateDraining: the backend takes no new requests and its requests in
+	// flight finish (see [Pool.Drain]).
+	StateDraining
+	// StateMaintenance: the backend was taken out by hand (see
+	// [Pool.SetMaintenance]); health checks do not bring it back.
+	StateMaintenance
 )
 
-var stateNames = [...]string{"up", "slow-start", "down", "ejected", "probing"}
+var stateNames = [...]string{"up", "slow-start", "down", "ejected", "probing", "draining", "maintenance"}
 
 func (s State) String() string {
 	if int(s) < len(stateNames) {
@@ -121,4 +127,11 @@ func (q *eventQueue) wait() {
 	if q != nil {
 		q.wg.Wait()
 	}
+}
+
+func (q *eventQueue) droppedCount() int64 {
+	if q == nil {
+		return 0
+	}
+	return q.dropped.Load()
 }

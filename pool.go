@@ -47,6 +47,9 @@ func NewPool(backends ...*Backend) (*Pool, error) {
 			return nil, fmt.Errorf("%w: %s", ErrBackendInUse, b.key)
 		}
 	}
+	for _, b := range backends {
+		b.resetForPool()
+	}
 	return p, nil
 }
 
@@ -76,6 +79,7 @@ func (p *Pool) Add(b *Backend) error {
 	if !b.pool.CompareAndSwap(nil, p) {
 		return fmt.Errorf("%w: %s", ErrBackendInUse, b.key)
 	}
+	b.resetForPool()
 	if p.byKey == nil {
 		p.byKey = make(map[string]*Backend)
 	}
@@ -103,6 +107,7 @@ func (p *Pool) Remove(rawURL string) error {
 	if !ok {
 		return fmt.Errorf("%w: %s", ErrUnknownBackend, redactRaw(rawURL))
 	}
+	b.noNew.Store(true)
 	delete(p.byKey, key)
 	p.backends = slices.DeleteFunc(p.backends, func(x *Backend) bool { return x == b })
 	for _, bal := range p.balancers {

@@ -105,6 +105,18 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		be := s.backends[i]
 		tried.Add(be)
 		be.active.Add(1)
+		if be.noNew.Load() {
+			// Drained, removed or put in maintenance after this snapshot
+			// was published: back off and choose again.
+			be.release()
+			if s.observer != nil {
+				s.observer.Done(i, strategy.Ignored)
+			}
+			if gated {
+				be.probeTaken.Store(false)
+			}
+			continue
+		}
 		be.stats.requests.Add(1)
 		if attempts > 0 {
 			be.stats.retries.Add(1)
@@ -117,12 +129,9 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		if body != nil {
 			req.Body = body.next()
 		}
-		a := attempt{b: b, s: s, i: i, gated: gated, ctx: req.Context()}
-		if s.trackers[i] != nil {
-			a.start = b.now()
-		}
-
+		a := attempt{b: b, s: s, i: i, gated: gated, ctx: req.Context(), start: b.now()}
 		resp, err := t.base.RoundTrip(req)
+		be.stats.latency.observe(b.now().Sub(a.start))
 		if err != nil {
 			canceled := a.ctx.Err() != nil
 			a.finish(0, err, canceled)
@@ -293,7 +302,7 @@ type attempt struct {
 func (a *attempt) finish(status int, err error, canceled bool) {
 	b, s, i := a.b, a.s, a.i
 	be := s.backends[i]
-	be.active.Add(-1)
+	be.release()
 	res := strategy.Success
 	var ejectUntil time.Time
 	if tr := s.trackers[i]; tr != nil {
@@ -480,6 +489,12 @@ func (b *Balancer) serveError(w http.ResponseWriter, r *http.Request, err error)
 	}
 	if !errors.Is(err, ErrAttemptsFailed) && status == http.StatusBadGateway {
 		err = &attemptsError{n: 1, err: err}
+	}
+	switch status {
+	case http.StatusServiceUnavailable:
+		b.stats.unavailable.Add(1)
+	case http.StatusBadGateway, http.StatusGatewayTimeout:
+		b.stats.failed.Add(1)
 	}
 	if b.log.Enabled(r.Context(), slog.LevelWarn) && status != 499 {
 		b.log.LogAttrs(r.Context(), slog.LevelWarn, "lb: request failed",

@@ -63,6 +63,12 @@ func (b *Balancer) removedLocked(be *Backend) {
 // stateLocked computes be's state at now and, for states that end by
 // themselves, when they end (zero if never). pool.mu must be held.
 func (b *Balancer) stateLocked(be *Backend, now time.Time) (State, time.Time) {
+	if be.maintenance {
+		return StateMaintenance, time.Time{}
+	}
+	if be.draining {
+		return StateDraining, time.Time{}
+	}
 	if !be.alive {
 		return StateDown, time.Time{}
 	}
@@ -141,13 +147,13 @@ func (b *Balancer) publishLocked() {
 		if !until.IsZero() && (refresh.IsZero() || until.Before(refresh)) {
 			refresh = until
 		}
-		w := be.weight * set.Scale
+		w := be.Weight() * set.Scale
 		if st == StateSlowStart {
-			w = int(int64(be.weight) * b.rampUnits(be, now))
+			w = int(int64(be.Weight()) * b.rampUnits(be, now))
 		}
 		set.Weights[i] = max(w, 1)
 		usable := st == StateUp || st == StateSlowStart || st == StateProbing
-		if be.backup {
+		if be.Backup() {
 			if usable {
 				backupUp++
 			}
@@ -164,9 +170,9 @@ func (b *Balancer) publishLocked() {
 		st := states[i]
 		usable := st == StateUp || st == StateSlowStart || st == StateProbing
 		switch {
-		case be.backup && !useBackups:
+		case be.Backup() && !useBackups:
 			usable = false
-		case !be.backup && panicking:
+		case !be.Backup() && panicking && st != StateDraining && st != StateMaintenance:
 			usable = true
 		}
 		if !usable {
@@ -181,6 +187,10 @@ func (b *Balancer) publishLocked() {
 		}
 	}
 	s.usable = len(set.Usable)
+	s.panicking = panicking
+	s.states = states
+	s.weights = set.Weights
+	s.scale = set.Scale
 	if !refresh.IsZero() {
 		s.refreshAt = refresh.UnixNano()
 	}

@@ -1,0 +1,144 @@
+package lb
+
+import (
+	"math"
+	"sync/atomic"
+	"time"
+)
+
+// LatencyBuckets are the upper bounds of the latency histogram kept per
+// backend (time to response headers); a last bucket counts the rest.
+var LatencyBuckets = [...]time.Duration{
+	time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond, 10 * time.Millisecond,
+	25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond,
+	500 * time.Millisecond, time.Second, 2500 * time.Millisecond, 5 * time.Second,
+}
+
+// ewmaAlpha is the weight of a new sample in the latency moving average.
+const ewmaAlpha = 0.2
+
+// latencyStats is a lock-free latency record: an exponentially weighted
+// moving average and a histogram, each updated with atomics.
+type latencyStats struct {
+	ewma    atomic.Uint64 // float64 bits, nanoseconds
+	buckets [len(LatencyBuckets) + 1]atomic.Int64
+	sum     atomic.Int64 // nanoseconds
+}
+
+func (l *latencyStats) observe(d time.Duration) {
+	i := 0
+	for i < len(LatencyBuckets) && d > LatencyBuckets[i] {
+		i++
+	}
+	l.buckets[i].Add(1)
+	l.sum.Add(int64(d))
+	for {
+		old := l.ewma.Load()
+		prev := math.Float64frombits(old)
+		next := float64(d)
+		if old != 0 {
+			next = prev + ewmaAlpha*(float64(d)-prev)
+		}
+		if l.ewma.CompareAndSwap(old, math.Float64bits(next)) {
+			return
+		}
+	}
+}
+
+// BackendStats is a backend's state and counters as one balancer sees them.
+type BackendStats struct {
+	URL    string
+	Weight int // configured weight
+	// EffectiveWeight is the weight in effect now, in configured units: less
+	// than Weight while slow start ramps the backend up or (with smooth
+	// weighted round robin) after failures lowered it.
+	EffectiveWeight float64
+	Backup          bool
+	State           State
+	Reason          string // why the backend is in State, when known
+	Active          int64  // attempts in flight
+	Requests        int64  // attempts started
+	Failures        int64  // attempts that counted as failures
+	Retries         int64  // attempts that were retries of an earlier one
+	// LatencyEWMA is the moving average of the time to response headers.
+	LatencyEWMA time.Duration
+	// LatencyHistogram counts attempts by time to response headers: entry i
+	// counts those ≤ LatencyBuckets[i] (and above the bucket before); the
+	// last entry counts the rest.
+	LatencyHistogram []int64
+	LastCheck        time.Time // time of the last active check; zero if none
+	LastCheckError   string    // error of the last active check; "" if it passed
+}
+
+// Stats is a snapshot of a balancer's state and counters.
+type Stats struct {
+	Time     time.Time
+	Backends []BackendStats
+	// Requests, Failures, Retries and Active are the sums over backends.
+	Requests, Failures, Retries, Active int64
+	// Unavailable counts requests answered 503 because no backend could
+	// take them; Failed those answered 502 or 504.
+	Unavailable, Failed int64
+	// Panic is set while panic mode balances over unhealthy backends.
+	Panic bool
+	// EventsDropped counts events the event function was too slow to take.
+	EventsDropped int64
+}
+
+// balancerStats are the per-balancer counters of answers the balancer made
+// itself (the rare, failed ones).
+type balancerStats struct {
+	unavailable atomic.Int64
+	failed      atomic.Int64
+}
+
+// Stats returns a snapshot of the balancer's backends and counters. It is
+// cheap, and takes the pool's read lock only to copy the health reasons.
+func (b *Balancer) Stats() Stats {
+	s := b.snap.Load()
+	st := Stats{
+		Time:          b.now(),
+		Backends:      make([]BackendStats, len(s.backends)),
+		Unavailable:   b.stats.unavailable.Load(),
+		Failed:        b.stats.failed.Load(),
+		Panic:         s.panicking,
+		EventsDropped: b.events.droppedCount(),
+	}
+	b.pool.mu.RLock()
+	for i, be := range s.backends {
+		bs := &st.Backends[i]
+		bs.URL = be.key
+		bs.Weight = be.Weight()
+		bs.Backup = be.Backup()
+		bs.State = s.states[i]
+		bs.Reason = be.reason
+		bs.LastCheck = be.lastCheck
+		if be.lastCheckErr != nil {
+			bs.LastCheckError = be.lastCheckErr.Error()
+		}
+	}
+	b.pool.mu.RUnlock()
+	for i, be := range s.backends {
+		bs := &st.Backends[i]
+		bs.EffectiveWeight = float64(s.weights[i]) / float64(s.scale)
+		if ew, ok := b.strat.(interface{ EffectiveWeight(e any) (int, bool) }); ok {
+			if w, ok := ew.EffectiveWeight(be); ok {
+				bs.EffectiveWeight = float64(w) / float64(s.scale)
+			}
+		}
+		bs.Active = be.active.Load()
+		bs.Requests = be.stats.requests.Load()
+		bs.Failures = be.stats.failures.Load()
+		bs.Retries = be.stats.retries.Load()
+		bs.LatencyEWMA = time.Duration(math.Float64frombits(be.stats.latency.ewma.Load()))
+		bs.LatencyHistogram = make([]int64, len(be.stats.latency.buckets))
+		for j := range be.stats.latency.buckets {
+			bs.LatencyHistogram[j] = be.stats.latency.buckets[j].Load()
+		}
+		st.Requests += bs.Requests
+		st.Failures += bs.Failures
+		st.Retries += bs.Retries
+		st.Active += bs.Active
+	}
+	return st
+}

@@ -1,0 +1,125 @@
+package strategy
+
+import (
+	"fmt"
+	"net/http"
+	"testing"
+)
+
+// benchSizes are the member counts every strategy is measured at.
+var benchSizes = []int{10, 100, 1000}
+
+// benchKeys are requests with 16-byte X-Key headers, cycled through by the
+// hash benchmarks so that the ring lookups vary.
+var benchKeys = func() []*http.Request {
+	rs := make([]*http.Request, 1024)
+	for i := range rs {
+		rs[i] = keyReq(fmt.Sprintf("user-%011d", i*7919))
+	}
+	return rs
+}()
+
+// benchPick measures Pick, followed by Done when the picker is an
+// Observer, over n members of mixed weights, every one usable, serially and
+// with b.RunParallel.
+func benchPick(b *testing.B, newStrategy func() Strategy) {
+	for _, n := range benchSizes {
+		all := make([]Endpoint, n)
+		for i := range all {
+			all[i] = &testEP{key: fmt.Sprintf("http://10.0.%d.%d:80", i/250, i%250+1), w: 1 + i%3}
+		}
+		set := newSet(all, nil)
+		set.MaxFails = 1
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			p := newStrategy().Picker(set)
+			o, _ := p.(Observer)
+			b.ReportAllocs()
+			k := 0
+			for b.Loop() {
+				i := p.Pick(benchKeys[k&1023], nil)
+				if o != nil {
+					o.Done(i, Success)
+				}
+				k++
+			}
+		})
+		b.Run(fmt.Sprint(n, "-parallel"), func(b *testing.B) {
+			p := newStrategy().Picker(set)
+			o, _ := p.(Observer)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				k := 0
+				for pb.Next() {
+					i := p.Pick(benchKeys[k&1023], nil)
+					if o != nil {
+						o.Done(i, Success)
+					}
+					k++
+				}
+			})
+		})
+	}
+}
+
+func BenchmarkRoundRobin(b *testing.B) {
+	benchPick(b, func() Strategy { return NewRoundRobin() })
+}
+
+func BenchmarkSmoothWeighted(b *testing.B) {
+	benchPick(b, func() Strategy { return NewSmoothWeighted() })
+}
+
+func BenchmarkLeastConn(b *testing.B) {
+	benchPick(b, func() Strategy { return NewLeastConn() })
+}
+
+// BenchmarkConsistentHash includes the key func, which reads a 16-byte key
+// from a request header, and hashing the key.
+func BenchmarkConsistentHash(b *testing.B) {
+	benchPick(b, func() Strategy { return NewConsistentHash(headerKey) })
+}
+
+// BenchmarkConsistentHashRing measures building a ring, which happens only
+// when members or their configured weights change.
+func BenchmarkConsistentHashRing(b *testing.B) {
+	for _, n := range benchSizes {
+		all := hostEndpoints(n)
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				newRing(all)
+			}
+		})
+	}
+}
+
+// BenchmarkRetry measures a retry pick: one member already tried.
+func BenchmarkRetry(b *testing.B) {
+	all := hostEndpoints(10)
+	set := newSet(all, nil)
+	for _, s := range []struct {
+		name string
+		s    Strategy
+	}{
+		{"RoundRobin", NewRoundRobin()},
+		{"SmoothWeighted", NewSmoothWeighted()},
+		{"LeastConn", NewLeastConn()},
+		{"ConsistentHash", NewConsistentHash(headerKey)},
+	} {
+		b.Run(s.name, func(b *testing.B) {
+			p := s.s.Picker(set)
+			o, _ := p.(Observer)
+			var tried Tried
+			tried.Add(all[3])
+			b.ReportAllocs()
+			k := 0
+			for b.Loop() {
+				i := p.Pick(benchKeys[k&1023], &tried)
+				if o != nil {
+					o.Done(i, Success)
+				}
+				k++
+			}
+		})
+	}
+}
