@@ -31,16 +31,16 @@ type Backend struct {
 	pool atomic.Pointer[Pool] // the pool it belongs to, nil when in none
 
 	// Guarded by pool.mu.
-	alive        bool      // verdict of the active checker; true without one
+	alive        bool          // verdict of the active checker; true without one
 	ejectedUntil time.Time     // passive ejection end; zero when not ejected
 	ejectFor     time.Duration // length of the last ejection, repeated if the probe fails
-	probing      bool      // ejection over: one probe request decides
-	upSince      time.Time // start of the slow-start ramp; zero when none
-	reason       string    // why the backend is in its current state
-	lastCheck    time.Time // time of the last active check
-	lastCheckErr error     // error of the last active check, nil if it passed
-	draining     bool      // takes no new requests; in-flight ones finish
-	maintenance  bool      // taken out by hand; health checks do not bring it back
+	probing      bool          // ejection over: one probe request decides
+	upSince      time.Time     // start of the slow-start ramp; zero when none
+	reason       string        // why the backend is in its current state
+	lastCheck    time.Time     // time of the last active check
+	lastCheckErr error         // error of the last active check, nil if it passed
+	draining     bool          // takes no new requests; in-flight ones finish
+	maintenance  bool          // taken out by hand; health checks do not bring it back
 
 	// noNew is set while the backend must take no new request (draining,
 	// in maintenance, removed). An attempt that picked it from an older

@@ -240,14 +240,6 @@ func (b *Balancer) snapshot() *snapshot {
 	return s
 }
 
-// rewrite is the ReverseProxy's Rewrite hook. The target URL is set per
-// attempt by attemptTransport, since a retry goes to another backend.
-// ReverseProxy has already removed hop-by-hop and client-sent forwarding
-// headers from pr.Out; SetXForwarded sets our own.
-func (b *Balancer) rewrite(pr *httputil.ProxyRequest) {
-	pr.SetXForwarded()
-}
-
 // modifyResponse runs the user's hook. If it panics, the response body is
 // closed first, so that the attempt's accounting (in-flight counts,
 // passive health) is settled, and the panic goes on.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/tinylb/lb/health"
@@ -98,6 +99,7 @@ type options struct {
 	flushInterval  time.Duration
 	modifyResponse func(*http.Response) error
 	events         func(Event)
+	trusted        []netip.Prefix
 	now            func() time.Time
 }
 

@@ -1,0 +1,132 @@
+package lb
+
+import (
+	"net/http/httputil"
+	"net/netip"
+	"strings"
+)
+
+// WithTrustedProxies names the proxies in front of the balancer whose
+// forwarding headers may be believed. By default no one is trusted: the
+// backend sees X-Forwarded-For set to the address the request came from,
+// and X-Forwarded-Host and X-Forwarded-Proto as the balancer saw them;
+// whatever the client sent in X-Forwarded-*, Forwarded or X-Real-IP is
+// dropped, so a client cannot spoof its address.
+//
+// When a request comes from an address in one of prefixes, the addresses
+// its X-Forwarded-For lists are kept from the right up to and including the
+// first one that is not itself trusted (the real client); entries further
+// left were written by the client and are dropped, as are entries that are
+// not IP addresses. The connecting proxy's address is appended. Its
+// X-Forwarded-Host and X-Forwarded-Proto are kept too.
+func WithTrustedProxies(prefixes ...netip.Prefix) Option {
+	return optionFunc(func(o *options) {
+		o.trusted = append(o.trusted, prefixes...)
+	})
+}
+
+// rewrite is the ReverseProxy's Rewrite hook. ReverseProxy has already
+// removed hop-by-hop headers, Forwarded and X-Forwarded-* from pr.Out, so a
+// client's "Connection: X-Forwarded-For" cannot remove what is set here.
+// The target URL is set per attempt by attemptTransport, since a retry
+// goes to another backend.
+func (b *Balancer) rewrite(pr *httputil.ProxyRequest) {
+	if len(pr.Out.Header["X-Real-Ip"]) > 0 {
+		pr.Out.Header.Del("X-Real-Ip")
+	}
+	if len(b.o.trusted) > 0 {
+		if peer, ok := remoteAddr(pr.In.RemoteAddr); ok && trusted(b.o.trusted, peer) {
+			forwardTrusted(pr, b.o.trusted, peer)
+			return
+		}
+	}
+	pr.SetXForwarded()
+}
+
+// forwardTrusted sets the forwarding headers of a request from a trusted
+// proxy.
+func forwardTrusted(pr *httputil.ProxyRequest, trust []netip.Prefix, peer netip.Addr) {
+	chain := TrustedChain(pr.In.Header["X-Forwarded-For"], trust)
+	chain = append(chain, peer.String())
+	pr.Out.Header["X-Forwarded-For"] = []string{strings.Join(chain, ", ")}
+	if h := pr.In.Header.Get("X-Forwarded-Host"); h != "" {
+		pr.Out.Header.Set("X-Forwarded-Host", h)
+	} else {
+		pr.Out.Header.Set("X-Forwarded-Host", pr.In.Host)
+	}
+	switch p := strings.ToLower(strings.TrimSpace(pr.In.Header.Get("X-Forwarded-Proto"))); {
+	case p == "http" || p == "https":
+		pr.Out.Header.Set("X-Forwarded-Proto", p)
+	case pr.In.TLS != nil:
+		pr.Out.Header.Set("X-Forwarded-Proto", "https")
+	default:
+		pr.Out.Header.Set("X-Forwarded-Proto", "http")
+	}
+}
+
+// TrustedChain returns the part of an X-Forwarded-For header (all its
+// lines, in order) that can be believed when it comes from a trusted
+// proxy: walking from the right, every address inside trust, then the
+// first address outside it (the client), and nothing further left. An entry
+// that is not an IP address (an optional port is allowed) ends the walk
+// and is dropped. The result holds canonical address strings.
+func TrustedChain(lines []string, trust []netip.Prefix) []string {
+	var entries []string
+	for _, l := range lines {
+		for _, e := range strings.Split(l, ",") {
+			entries = append(entries, strings.TrimSpace(e))
+		}
+	}
+	var keep []netip.Addr
+	for i := len(entries) - 1; i >= 0; i-- {
+		a, ok := parseForwardedAddr(entries[i])
+		if !ok {
+			break
+		}
+		keep = append(keep, a)
+		if !trusted(trust, a) {
+			break
+		}
+	}
+	out := make([]string, 0, len(keep)+1)
+	for i := len(keep) - 1; i >= 0; i-- {
+		out = append(out, keep[i].String())
+	}
+	return out
+}
+
+// parseForwardedAddr parses one X-Forwarded-For entry: an IPv4 or IPv6
+// address, optionally with a port ("1.2.3.4:5", "[::1]:5").
+func parseForwardedAddr(s string) (netip.Addr, bool) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Unmap(), true
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap(), true
+	}
+	if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
+		if a, err := netip.ParseAddr(s[1 : len(s)-1]); err == nil {
+			return a.Unmap(), true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+func remoteAddr(s string) (netip.Addr, bool) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap(), true
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Unmap(), true
+	}
+	return netip.Addr{}, false
+}
+
+func trusted(trust []netip.Prefix, a netip.Addr) bool {
+	for _, p := range trust {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
