@@ -135,3 +135,9 @@ func (q *eventQueue) droppedCount() int64 {
 	}
 	return q.dropped.Load()
 }
+
+// MarshalText makes a State read as its name in JSON and logs.
+func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// MarshalText makes an EventKind read as its name in JSON and logs.
+func (k EventKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }

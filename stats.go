@@ -1,6 +1,8 @@
 package lb
 
 import (
+	"expvar"
+	"fmt"
 	"math"
 	"sync/atomic"
 	"time"
@@ -141,4 +143,16 @@ func (b *Balancer) Stats() Stats {
 		st.Active += bs.Active
 	}
 	return st
+}
+
+// PublishExpvar publishes the balancer's [Stats] as the expvar variable
+// name, served as JSON by expvar's /debug/vars handler and read afresh on
+// every request. It fails if the name is taken (expvar names are
+// process-wide and cannot be unpublished).
+func (b *Balancer) PublishExpvar(name string) error {
+	if expvar.Get(name) != nil {
+		return fmt.Errorf("lb: expvar %q is already published", name)
+	}
+	expvar.Publish(name, expvar.Func(func() any { return b.Stats() }))
+	return nil
 }
