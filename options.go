@@ -221,6 +221,11 @@ func (o *options) validate() {
 			panic(err.Error())
 		}
 	}
+	if sc, ok := o.checker.(health.Scheduler); ok {
+		if err := sc.Schedule().Validate(); err != nil {
+			panic(err.Error())
+		}
+	}
 	if v, ok := o.observer.(interface{ Validate() error }); ok {
 		if err := v.Validate(); err != nil {
 			panic(err.Error())

@@ -35,8 +35,9 @@ const (
 //   - A successful attempt does not erase earlier failures; only
 //     [Tracker.Reset] does. nginx forgets them at the first success after
 //     fail_timeout.
-//   - A MaxFails of 0 means the default, 1; a negative MaxFails turns
-//     passive checks off (nginx's max_fails=0).
+//   - A MaxFails of 0 means the default, 1; a negative MaxFails never
+//     takes a backend out (nginx's max_fails=0), though Observe still
+//     reports which attempts failed.
 //   - Times are exact, not whole seconds. As in nginx the window is
 //     inclusive: a failure at t still counts at t+FailTimeout.
 //   - A listed status counts on every attempt, the last try included,
@@ -50,8 +51,7 @@ const (
 // contend with each other and successes never wait.
 type Passive struct {
 	// MaxFails is the number of failures within FailTimeout that take a
-	// backend out of rotation. Default 1; negative turns passive checks
-	// off.
+	// backend out of rotation. Default 1; negative means never.
 	MaxFails int
 	// FailTimeout is both how long a failure is remembered and how long a
 	// backend stays out of rotation. Default 10s.
@@ -84,9 +84,6 @@ func (p Passive) Validate() error {
 // defaults: a negative FailTimeout as 10s, and FailStatuses entries outside
 // 500–599 are ignored.
 func (p Passive) Track(target *url.URL) Tracker {
-	if p.MaxFails < 0 {
-		return off{}
-	}
 	t := &tracker{maxFails: p.MaxFails, window: p.FailTimeout}
 	if t.maxFails == 0 {
 		t.maxFails = defaultMaxFails
@@ -105,7 +102,7 @@ func (p Passive) Track(target *url.URL) Tracker {
 // tracker is the Tracker of Passive.
 type tracker struct {
 	// Settings, fixed by Track.
-	maxFails int
+	maxFails int // negative: never eject
 	window   time.Duration
 	statuses [2]uint64 // bit s-500 set for each listed status s
 
@@ -127,6 +124,9 @@ func (t *tracker) Observe(o Outcome) (failed bool, ejectUntil time.Time) {
 			t.probation.Store(false)
 		}
 		return false, time.Time{}
+	}
+	if t.maxFails < 0 {
+		return true, time.Time{}
 	}
 	now := o.Time
 	if now.IsZero() {
@@ -174,8 +174,16 @@ func (t *tracker) Reset() {
 	t.probation.Store(false)
 }
 
-// off is the Tracker of a Passive with a negative MaxFails.
-type off struct{}
-
-func (off) Observe(Outcome) (bool, time.Time) { return false, time.Time{} }
-func (off) Reset()                            {}
+// Threshold returns the number of failures within FailTimeout that take a
+// backend out, with the default applied; 0 when passive checks are off.
+// Smooth weighted round robin lowers a backend's effective weight by
+// weight/Threshold on each failure, as nginx does with max_fails.
+func (p Passive) Threshold() int {
+	switch {
+	case p.MaxFails < 0:
+		return 0
+	case p.MaxFails == 0:
+		return defaultMaxFails
+	}
+	return p.MaxFails
+}

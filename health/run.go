@@ -31,9 +31,10 @@ type Report struct {
 // panicked.
 var errPanic = errors.New("health: check panicked")
 
-// Run probes target with c on schedule s and calls report after every
-// check, until ctx ends. It blocks until then and starts no goroutine: the
-// caller runs one Run per target, in a goroutine it owns.
+// Run probes target with c on schedule s and calls report (if not nil)
+// after every check, until ctx ends. It blocks until then and starts no
+// goroutine: the caller runs one Run per target, in a goroutine it owns.
+// report is called from that goroutine, and the next check waits for it.
 //
 // Run uses s as given, with [Schedule.WithDefaults] applied; a caller whose
 // Checker is a [Scheduler] passes its Schedule. Run panics if c is nil, if

@@ -36,14 +36,8 @@ var _ interface {
 // Schedule returns the [Schedule] made of c's Interval, Timeout, Rise,
 // Fall, Jitter and StartDown fields.
 func (c TCPCheck) Schedule() Schedule {
-	return Schedule{
-		Interval:  c.Interval,
-		Timeout:   c.Timeout,
-		Rise:      c.Rise,
-		Fall:      c.Fall,
-		Jitter:    c.Jitter,
-		StartDown: c.StartDown,
-	}
+	return Schedule(c) // the fields are the same
+
 }
 
 // Validate reports an invalid [TCPCheck.Schedule], naming its field. The
