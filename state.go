@@ -237,12 +237,12 @@ func (b *Balancer) onCheck(be *Backend, r health.Report) {
 		be.alive = r.Up
 		changed = true
 		if r.Up {
-			be.reason = fmt.Sprintf("health check passed %d times", r.Passes)
+			be.reason = fmt.Sprintf("health check passed (%d in a row)", r.Passes)
 			if b.o.slowStart > 0 {
 				be.upSince = b.now()
 			}
 		} else {
-			be.reason = fmt.Sprintf("health check failed %d times: %v", r.Fails, r.Err)
+			be.reason = fmt.Sprintf("health check failed (%d in a row): %v", r.Fails, r.Err)
 			be.upSince = time.Time{}
 		}
 	}

@@ -68,6 +68,9 @@ type BackendStats struct {
 	// counts those ≤ LatencyBuckets[i] (and above the bucket before); the
 	// last entry counts the rest.
 	LatencyHistogram []int64
+	// LatencySum is the total of all recorded latencies, for averages
+	// and Prometheus histograms.
+	LatencySum time.Duration
 	LastCheck        time.Time // time of the last active check; zero if none
 	LastCheckError   string    // error of the last active check; "" if it passed
 }
@@ -133,6 +136,7 @@ func (b *Balancer) Stats() Stats {
 		bs.Failures = be.stats.failures.Load()
 		bs.Retries = be.stats.retries.Load()
 		bs.LatencyEWMA = time.Duration(math.Float64frombits(be.stats.latency.ewma.Load()))
+		bs.LatencySum = time.Duration(be.stats.latency.sum.Load())
 		bs.LatencyHistogram = make([]int64, len(be.stats.latency.buckets))
 		for j := range be.stats.latency.buckets {
 			bs.LatencyHistogram[j] = be.stats.latency.buckets[j].Load()
