@@ -190,7 +190,7 @@ func backendKey(u *url.URL) string {
 // redactRaw hides what looks like credentials in an unparsed URL before it
 // goes into an error message.
 func redactRaw(s string) string {
-	if i := strings.Index(s, "@"); i >= 0 {
+	if i := strings.LastIndex(s, "@"); i >= 0 {
 		if j := strings.Index(s, "://"); j >= 0 && j < i {
 			return s[:j+3] + "xxxxx" + s[i:]
 		}

@@ -75,7 +75,11 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	b := t.b
 	pol := &b.o.retry
 	var tried strategy.Tried
-	path, rawPath, query := req.URL.Path, req.URL.RawPath, req.URL.RawQuery
+	// A retry must look to the strategy (a key function) exactly like the
+	// first attempt, so every field SetURL changes is restored before each
+	// pick.
+	orig := *req.URL
+	host := req.Host
 	var body *replayBody
 	if req.Body != nil && req.Body != http.NoBody {
 		body = &replayBody{src: req.Body, limit: pol.BodyBuffer}
@@ -95,6 +99,7 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		if s.closed {
 			return t.giveUp(held, ErrClosed, 0)
 		}
+		*req.URL, req.Host = orig, host
 		i, gated := b.pick(s, req, &tried)
 		if i < 0 {
 			if attempts == 0 {
@@ -123,7 +128,6 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		}
 		attempts++
 
-		req.URL.Path, req.URL.RawPath, req.URL.RawQuery = path, rawPath, query
 		pr := httputil.ProxyRequest{Out: req}
 		pr.SetURL(be.url)
 		if body != nil {
