@@ -70,9 +70,9 @@ type BackendStats struct {
 	LatencyHistogram []int64
 	// LatencySum is the total of all recorded latencies, for averages
 	// and Prometheus histograms.
-	LatencySum time.Duration
-	LastCheck        time.Time // time of the last active check; zero if none
-	LastCheckError   string    // error of the last active check; "" if it passed
+	LatencySum     time.Duration
+	LastCheck      time.Time // time of the last active check; zero if none
+	LastCheckError string    // error of the last active check; "" if it passed
 }
 
 // Stats is a snapshot of a balancer's state and counters.
