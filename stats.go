@@ -6,6 +6,8 @@ import (
 	"math"
 	"sync/atomic"
 	"time"
+
+	"github.com/tinylb/lb/strategy"
 )
 
 // LatencyBuckets are the upper bounds of the latency histogram kept per
@@ -100,7 +102,7 @@ type balancerStats struct {
 // Stats returns a snapshot of the balancer's backends and counters. It is
 // cheap, and takes the pool's read lock only to copy the health reasons.
 func (b *Balancer) Stats() Stats {
-	s := b.snap.Load()
+	s := b.snapshot()
 	st := Stats{
 		Time:          b.now(),
 		Backends:      make([]BackendStats, len(s.backends)),
@@ -126,7 +128,9 @@ func (b *Balancer) Stats() Stats {
 	for i, be := range s.backends {
 		bs := &st.Backends[i]
 		bs.EffectiveWeight = float64(s.weights[i]) / float64(s.scale)
-		if ew, ok := b.strat.(interface{ EffectiveWeight(e any) (int, bool) }); ok {
+		if ew, ok := b.strat.(interface {
+			EffectiveWeight(strategy.Endpoint) (int, bool)
+		}); ok {
 			if w, ok := ew.EffectiveWeight(be); ok {
 				bs.EffectiveWeight = float64(w) / float64(s.scale)
 			}
