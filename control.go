@@ -71,10 +71,15 @@ func (p *Pool) Drain(ctx context.Context, rawURL string) error {
 	// other, so no request can slip in after Drain returns.
 	select {
 	case <-b.waitIdleChan():
-		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	p.mu.RLock()
+	for _, bal := range p.balancers {
+		bal.emit(Event{Kind: EventDrained, Time: bal.now(), Backend: b})
+	}
+	p.mu.RUnlock()
+	return nil
 }
 
 // SetMaintenance takes the backend with the given URL out of rotation by

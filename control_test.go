@@ -349,3 +349,52 @@ func TestUpdateKeepsStateOfBackendsThatStay(t *testing.T) {
 		t.Fatal("failed Update changed the pool")
 	}
 }
+
+func TestEventsAttemptRetryDrained(t *testing.T) {
+	good := startNamed(t, "good", nil)
+	dead := httptest.NewServer(http.NotFoundHandler())
+	deadURL := dead.URL
+	dead.Close()
+	var mu sync.Mutex
+	var got []lb.Event
+	pool, _ := lb.NewPool(mustBackend(t, deadURL), mustBackend(t, good.srv.URL))
+	bal := lb.New(pool, lb.RoundRobin(), lb.WithEvents(func(ev lb.Event) {
+		mu.Lock()
+		got = append(got, ev)
+		mu.Unlock()
+	}))
+	front := httptest.NewServer(bal)
+	defer front.Close()
+	if f := getAll(front.URL, 1, 2); f != 0 {
+		t.Fatalf("%d failed", f)
+	}
+	if err := pool.Drain(context.Background(), good.srv.URL); err != nil {
+		t.Fatal(err)
+	}
+	bal.Close() // delivers what is queued
+	mu.Lock()
+	defer mu.Unlock()
+	count := map[lb.EventKind]int{}
+	for _, ev := range got {
+		count[ev.Kind]++
+		switch ev.Kind {
+		case lb.EventRetry:
+			if ev.Backend.URL().String() != deadURL || ev.Err == nil {
+				t.Errorf("retry event %+v; want the dead backend with its error", ev)
+			}
+		case lb.EventAttemptDone:
+			if ev.Backend.URL().String() == good.srv.URL && (ev.Status != 200 || ev.Failed) {
+				t.Errorf("attempt event %+v; want status 200, not failed", ev)
+			}
+			if ev.Backend.URL().String() == deadURL && (!ev.Failed || ev.Err == nil) {
+				t.Errorf("attempt event %+v; want a failure", ev)
+			}
+		}
+	}
+	// Round robin sends both requests to the dead backend first (the
+	// retry of the first one took the second turn): each is retried once.
+	if count[lb.EventAttemptDone] != 4 || count[lb.EventRetry] != 2 || count[lb.EventDrained] != 1 ||
+		count[lb.EventStateChanged] != 1 {
+		t.Fatalf("event counts %v; want 4 attempt-done, 2 retry, 1 drained, 1 state-changed", count)
+	}
+}

@@ -52,9 +52,18 @@ const (
 	EventBackendAdded
 	// EventBackendRemoved: a backend left the pool.
 	EventBackendRemoved
+	// EventAttemptDone: an attempt on Backend ended (its response body was
+	// closed, or it failed). Status, Err, Latency and Result describe it.
+	EventAttemptDone
+	// EventRetry: the attempt on Backend failed with Err and the request
+	// is being retried on another backend.
+	EventRetry
+	// EventDrained: a drain of Backend finished: its last request in
+	// flight ended.
+	EventDrained
 )
 
-var eventNames = [...]string{"state-changed", "backend-added", "backend-removed"}
+var eventNames = [...]string{"state-changed", "backend-added", "backend-removed", "attempt-done", "retry", "drained"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) {
@@ -70,7 +79,13 @@ type Event struct {
 	Backend *Backend
 	From    State  // the state before, for EventStateChanged
 	To      State  // the state after, for EventStateChanged
-	Reason  string // why, in words: "check failed 3 times: ...", "3 failures in 10s"
+	Reason  string // why, in words, for EventStateChanged
+
+	// For EventAttemptDone and EventRetry:
+	Status  int           // response status; 0 if none arrived
+	Err     error         // the attempt's error; nil if a response came back whole
+	Latency time.Duration // time to response headers (or to the error)
+	Failed  bool          // the attempt counted as a backend failure
 }
 
 // eventQueue delivers events to the user's function from one goroutine, so

@@ -135,7 +135,8 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		}
 		a := attempt{b: b, s: s, i: i, gated: gated, ctx: req.Context(), start: b.now()}
 		resp, err := t.base.RoundTrip(req)
-		be.stats.latency.observe(b.now().Sub(a.start))
+		a.latency = b.now().Sub(a.start)
+		be.stats.latency.observe(a.latency)
 		if err != nil {
 			canceled := a.ctx.Err() != nil
 			a.finish(0, err, canceled)
@@ -292,13 +293,14 @@ func (b *Balancer) pick(s *snapshot, r *http.Request, tried *strategy.Tried) (in
 // attempt is the bookkeeping of one try on one backend, settled exactly
 // once by finish.
 type attempt struct {
-	b      *Balancer
-	s      *snapshot
-	i      int
-	gated  bool
-	ctx    context.Context
-	start  time.Time
-	status int
+	b       *Balancer
+	s       *snapshot
+	i       int
+	gated   bool
+	ctx     context.Context
+	start   time.Time
+	latency time.Duration // to response headers, or to the error
+	status  int
 }
 
 // finish settles the attempt: the in-flight count, passive health, the
@@ -329,6 +331,10 @@ func (a *attempt) finish(status int, err error, canceled bool) {
 	}
 	if s.observer != nil {
 		s.observer.Done(i, res)
+	}
+	if b.events != nil {
+		b.emit(Event{Kind: EventAttemptDone, Time: b.now(), Backend: be, Status: status, Err: err,
+			Latency: a.latency, Failed: res == strategy.Failure})
 	}
 	if a.gated {
 		b.probeDone(be, res)
@@ -530,6 +536,9 @@ func isTimeout(err error) bool {
 
 // logRetry records that an attempt is retried on another backend.
 func (b *Balancer) logRetry(r *http.Request, be *Backend, err error) {
+	if b.events != nil {
+		b.emit(Event{Kind: EventRetry, Time: b.now(), Backend: be, Err: err})
+	}
 	if b.log.Enabled(r.Context(), slog.LevelInfo) {
 		b.log.LogAttrs(r.Context(), slog.LevelInfo, "lb: retrying on another backend",
 			slog.String("backend", be.key), slog.String("method", r.Method), slog.String("error", err.Error()))
