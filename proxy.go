@@ -40,19 +40,22 @@ func newTransport() *http.Transport {
 }
 
 // bufferPool recycles the 32 KiB buffers ReverseProxy copies bodies with;
-// without one it allocates a buffer per request.
+// without one it allocates a buffer per request. It stores array pointers,
+// which a slice converts back to without allocating.
 type bufferPool struct{ p sync.Pool }
 
+const copyBufferSize = 32 << 10
+
 func (bp *bufferPool) Get() []byte {
-	if b, ok := bp.p.Get().(*[]byte); ok {
-		return *b
+	if b, ok := bp.p.Get().(*[copyBufferSize]byte); ok {
+		return b[:]
 	}
-	return make([]byte, 32<<10)
+	return new([copyBufferSize]byte)[:]
 }
 
 func (bp *bufferPool) Put(b []byte) {
-	if cap(b) == 32<<10 {
-		bp.p.Put(&b)
+	if len(b) == copyBufferSize && cap(b) == copyBufferSize {
+		bp.p.Put((*[copyBufferSize]byte)(b))
 	}
 }
 
@@ -74,17 +77,33 @@ var errNoBackendLeft = errors.New("no backend left to try")
 func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	b := t.b
 	pol := &b.o.retry
-	var tried strategy.Tried
+	// tried holds the backends this request was sent to. Most requests
+	// need one attempt, so it is made only when a second pick comes.
+	var tried *strategy.Tried
+	var first *Backend
 	// A retry must look to the strategy (a key function) exactly like the
 	// first attempt, so every field SetURL changes is restored before each
 	// pick.
 	orig := *req.URL
 	host := req.Host
-	var body *replayBody
-	if req.Body != nil && req.Body != http.NoBody {
-		body = &replayBody{src: req.Body, limit: pol.BodyBuffer}
-	}
 	idempotent := isIdempotent(req)
+	// body shields the request body from the transport's Close, which
+	// would end it for a retry, and keeps it for a replay when the request
+	// may be retried after it was sent. It shares one allocation with the
+	// first response's tracker.
+	var body *replayBody
+	var spare *trackedBody
+	if req.Body != nil && req.Body != http.NoBody {
+		rs := new(bodyState)
+		body, spare = &rs.body, &rs.resp
+		body.src = req.Body
+		if (idempotent || pol.NonIdempotent) && pol.Tries > 1 && req.Header.Get("Upgrade") == "" {
+			body.limit = pol.BodyBuffer
+			if req.ContentLength > 0 && req.ContentLength <= body.limit {
+				body.buf = make([]byte, 0, req.ContentLength)
+			}
+		}
+	}
 	var deadline time.Time
 	if pol.Timeout > 0 {
 		deadline = b.now().Add(pol.Timeout)
@@ -108,7 +127,16 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 			return t.giveUp(held, lastErr, attempts)
 		}
 		be := s.backends[i]
-		tried.Add(be)
+		switch {
+		case tried != nil:
+			tried.Add(be)
+		case first == nil:
+			first = be
+		default:
+			tried = new(strategy.Tried)
+			tried.Add(first)
+			tried.Add(be)
+		}
 		be.active.Add(1)
 		if be.noNew.Load() {
 			// Drained, removed or put in maintenance after this snapshot
@@ -158,7 +186,8 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 			}
 		}
 		a.status = resp.StatusCode
-		resp.Body = a.wrap(resp.Body)
+		resp.Body = a.wrap(resp.Body, spare)
+		spare = nil
 		if held != nil {
 			held.Body.Close()
 			held = nil
@@ -270,9 +299,9 @@ func upgradeType(h http.Header) string {
 // pick asks the snapshot's picker for a backend. A backend whose next
 // request is a probe after an ejection takes one request at a time; a pick
 // of it while its probe is out is undone and another backend is chosen.
-func (b *Balancer) pick(s *snapshot, r *http.Request, tried *strategy.Tried) (int, bool) {
+func (b *Balancer) pick(s *snapshot, r *http.Request, tried **strategy.Tried) (int, bool) {
 	for {
-		i := s.picker.Pick(r, tried)
+		i := s.picker.Pick(r, *tried)
 		if i < 0 || i >= len(s.backends) {
 			return -1, false
 		}
@@ -286,7 +315,10 @@ func (b *Balancer) pick(s *snapshot, r *http.Request, tried *strategy.Tried) (in
 		if s.observer != nil {
 			s.observer.Done(i, strategy.Ignored)
 		}
-		tried.Add(be)
+		if *tried == nil {
+			*tried = new(strategy.Tried)
+		}
+		(*tried).Add(be)
 	}
 }
 
@@ -345,10 +377,21 @@ func (a *attempt) finish(status int, err error, canceled bool) {
 	}
 }
 
+// bodyState is what a request with a body needs, in one allocation.
+type bodyState struct {
+	body replayBody
+	resp trackedBody
+}
+
 // wrap returns rc wrapped so that the attempt is settled when the body is
 // closed: a streamed or upgraded response counts as in flight until then.
-func (a *attempt) wrap(rc io.ReadCloser) io.ReadCloser {
-	tb := &trackedBody{rc: rc, a: *a}
+// spare, if not nil, is an unused trackedBody to fill instead of a new one.
+func (a *attempt) wrap(rc io.ReadCloser, spare *trackedBody) io.ReadCloser {
+	tb := spare
+	if tb == nil {
+		tb = new(trackedBody)
+	}
+	tb.rc, tb.a = rc, *a
 	if rwc, ok := rc.(io.ReadWriteCloser); ok && a.status == http.StatusSwitchingProtocols {
 		return &trackedConn{trackedBody: tb, w: rwc}
 	}
@@ -367,9 +410,15 @@ type trackedBody struct {
 func (t *trackedBody) Read(p []byte) (int, error) {
 	n, err := t.rc.Read(p)
 	if err != nil && err != io.EOF {
-		t.readErr.CompareAndSwap(nil, &err)
+		t.noteErr(err)
 	}
 	return n, err
+}
+
+// noteErr keeps the first read error. It is a function of its own so that
+// Read's err does not escape and allocate on every call.
+func (t *trackedBody) noteErr(err error) {
+	t.readErr.CompareAndSwap(nil, &err)
 }
 
 func (t *trackedBody) Close() error {
@@ -411,6 +460,8 @@ type replayBody struct {
 	buf    []byte     // the bytes read from src, while they fit in limit
 	srcErr error      // sticky error (io.EOF at the end) from src
 	gen    int        // the attempt allowed to read
+
+	first replayReader // the first attempt's reader, saving an allocation
 }
 
 // next returns the reader for a new attempt, invalidating earlier ones.
@@ -418,6 +469,10 @@ func (rb *replayBody) next() io.ReadCloser {
 	rb.mu.Lock()
 	defer rb.mu.Unlock()
 	rb.gen++
+	if rb.gen == 1 {
+		rb.first = replayReader{rb: rb, gen: 1}
+		return &rb.first
+	}
 	return &replayReader{rb: rb, gen: rb.gen}
 }
 
