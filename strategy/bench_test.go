@@ -3,6 +3,7 @@ package strategy
 import (
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"testing"
 )
 
@@ -47,6 +48,7 @@ func benchPick(b *testing.B, newStrategy func() Strategy) {
 			p := newStrategy().Picker(set)
 			o, _ := p.(Observer)
 			b.ReportAllocs()
+			b.ResetTimer() // b.Loop does this for the serial case
 			b.RunParallel(func(pb *testing.PB) {
 				k := 0
 				for pb.Next() {
@@ -121,5 +123,15 @@ func BenchmarkRetry(b *testing.B) {
 				k++
 			}
 		})
+	}
+}
+
+// BenchmarkBaselineAtomicAdd is the floor under every pick that shares a
+// counter: one uncontended atomic add, which RoundRobin's Pick is plus a
+// modulo and an index.
+func BenchmarkBaselineAtomicAdd(b *testing.B) {
+	var n atomic.Uint64
+	for b.Loop() {
+		n.Add(1)
 	}
 }

@@ -3,6 +3,7 @@ package strategy
 import (
 	"hash/crc32"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 )
@@ -13,7 +14,9 @@ import (
 // wrapping round the ring; if that member is not usable, or the request has
 // already tried it, the next member along the ring takes it. Taking a member
 // down or out moves only the keys it had, and adding one moves only the keys
-// it takes.
+// it takes. Unlike nginx, which gives up after 20 points and falls back to
+// round robin, the walk goes on round the whole ring; a run of one member's
+// points costs one step.
 //
 // The ring is built over Set.All, so health changes do not move keys between
 // the members that stay up. Each member's points derive, exactly as nginx
@@ -21,7 +24,9 @@ import (
 // port of the URL as written ("10.0.0.1:80"; "backend.example.com" has no
 // port), followed by the URL's path when it is neither "" nor "/", so that
 // two members at one address with different base paths do not collide. The
-// scheme is not part of it. Independent balancers over the same URLs and
+// scheme is not part of it: members whose strings are equal (http:// and
+// https:// of one address) share their points, and the first of them in
+// Set.All takes their keys while it is usable. Independent balancers over the same URLs and
 // weights therefore build the same ring and agree on every key. The ring
 // uses Endpoint.Weight, the configured weight: Set.Weights (slow start) does
 // not move points.
@@ -34,17 +39,16 @@ import (
 //
 // The ring is rebuilt only when the members of Set.All or their configured
 // weights change; otherwise new pickers share the previous one. Pick hashes
-// the key and binary-searches the ring without allocating or locking. A
-// ConsistentHash is safe for concurrent use.
+// the key and searches the ring without allocating or locking. A
+// ConsistentHash and its pickers are safe for concurrent use.
 type ConsistentHash struct {
 	key  func(*http.Request) string
 	next atomic.Uint64 // round-robin fallback cursor, shared by all pickers
 
-	// The last ring built and what it was built from. Only Picker, which is
-	// never called concurrently, uses them.
-	ring    *ring
-	members []Endpoint
-	weights []int
+	mu      sync.Mutex // guards ring, members and weights; Picker only
+	ring    *ring      // the last ring built
+	members []Endpoint // the All it was built from
+	weights []int      // their configured weights
 }
 
 var _ Strategy = (*ConsistentHash)(nil)
@@ -59,10 +63,8 @@ func NewConsistentHash(key func(*http.Request) string) *ConsistentHash {
 // the configured weights of its members differ from the previous Set's.
 func (c *ConsistentHash) Picker(set *Set) Picker {
 	p := &hashPicker{
-		key:    c.key,
-		next:   &c.next,
-		all:    set.All,
-		usable: set.Usable,
+		key: c.key,
+		rr:  rrPicker{next: &c.next, all: set.All, usable: set.Usable},
 	}
 	if c.key == nil || len(set.All) < 2 {
 		return p
@@ -77,6 +79,8 @@ func (c *ConsistentHash) Picker(set *Set) Picker {
 
 // ringFor returns the ring over all, reusing the last one if it fits.
 func (c *ConsistentHash) ringFor(all []Endpoint) *ring {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	same := c.ring != nil && len(all) == len(c.members)
 	for i := 0; same && i < len(all); i++ {
 		same = all[i] == c.members[i] && all[i].Weight() == c.weights[i]
@@ -95,26 +99,24 @@ func (c *ConsistentHash) ringFor(all []Endpoint) *ring {
 
 // hashPicker is an immutable view of one Set and its ring.
 type hashPicker struct {
-	key    func(*http.Request) string
-	next   *atomic.Uint64
-	all    []Endpoint
-	usable []int
-	ring   *ring  // nil: round robin only
-	ok     []bool // ok[i] reports whether All[i] is usable
+	key  func(*http.Request) string
+	rr   rrPicker // the fallback, over Usable
+	ring *ring    // nil: round robin only
+	ok   []bool   // ok[i] reports whether All[i] is usable
 }
 
 // Pick implements [Picker]. It never blocks or allocates.
 func (p *hashPicker) Pick(r *http.Request, tried *Tried) int {
 	if p.ring != nil {
 		if k := p.key(r); k != "" {
-			if m := p.ring.lookup(hashKey(k), p.ok, p.all, tried); m >= 0 {
+			if m := p.ring.lookup(hashKey(k), p.ok, p.rr.all, tried); m >= 0 {
 				return m
 			}
 			// Only a member without points (all lost to hash
 			// collisions) can be left; round robin finds it.
 		}
 	}
-	return pickRR(p.next, p.all, p.usable, tried)
+	return p.rr.Pick(r, tried)
 }
 
 // hashKey is crc32.ChecksumIEEE(k), without copying k.

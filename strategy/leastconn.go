@@ -19,28 +19,32 @@ import (
 // Pick counts the request, under the same lock as the choice, so a burst of
 // concurrent picks spreads out instead of piling onto the member that looked
 // idlest; the picker's Done (it is an [Observer]) uncounts it, whatever the
-// [Result]. A [Failure] also lowers the member's effective weight as it does
-// for SmoothWeighted, when Set.MaxFails is positive. Weights are taken from
-// Set.Weights.
+// [Result]. As in SmoothWeighted, a [Failure] lowers the member's effective
+// weight when Set.MaxFails is positive, and weight and Scale changes move
+// it. Weights are taken from Set.Weights.
 //
 // A member dropped from Set.All keeps its in-flight count while it has
 // requests in flight, so that if it is added back it is not flooded; its
 // smooth-weighted state starts afresh. The smooth-weighted state is separate
 // from any SmoothWeighted's.
 //
-// Each pick takes a mutex for one O(n) pass. A LeastConn is safe for
-// concurrent use; its zero value is ready to use.
+// Each pick takes a mutex for one O(n) pass, and Done takes it to uncount
+// the request. A LeastConn and its pickers are safe for concurrent use; the
+// zero value is ready to use.
 type LeastConn struct {
-	// mu guards conns, cw and ew of every member state reachable from this
+	// mu guards state, and every member state reachable from this
 	// strategy: those in state and those still held by older pickers.
 	mu sync.Mutex
 	// state maps each member of the last Set, and each member dropped
-	// since with requests still in flight, to its state. Only Picker,
-	// which is never called concurrently, reads or replaces the map.
+	// since with requests still in flight, to its state.
 	state map[Endpoint]*lcState
+	scale int // the last Set's Scale
 }
 
-var _ Strategy = (*LeastConn)(nil)
+var (
+	_ Strategy = (*LeastConn)(nil)
+	_ Observer = (*lcPicker)(nil)
+)
 
 // NewLeastConn returns a weighted least-connections strategy.
 func NewLeastConn() *LeastConn { return &LeastConn{} }
@@ -48,7 +52,7 @@ func NewLeastConn() *LeastConn { return &LeastConn{} }
 // lcState is one member's state. The strategy's mutex guards it.
 type lcState struct {
 	smooth
-	conns int  // requests in flight: picked and not yet Done
+	conns int  // requests in flight: picked and not yet Done, never below 0
 	gone  bool // dropped from All, kept only for its in-flight count
 }
 
@@ -67,6 +71,10 @@ func (lc *LeastConn) Picker(set *Set) Picker {
 	}
 	next := make(map[Endpoint]*lcState, len(set.All))
 	lc.mu.Lock()
+	for _, st := range lc.state {
+		st.rescale(lc.scale, p.scale)
+	}
+	lc.scale = p.scale
 	for i, e := range set.All {
 		st := next[e]
 		if st == nil {
@@ -74,12 +82,12 @@ func (lc *LeastConn) Picker(set *Set) Picker {
 		}
 		switch {
 		case st == nil:
-			st = &lcState{smooth: smooth{ew: set.Weights[i]}}
+			st = &lcState{smooth: smooth{ew: set.Weights[i], w: set.Weights[i]}}
 		case st.gone: // back after being dropped: a new member but for conns
-			st.smooth = smooth{ew: set.Weights[i]}
+			st.smooth = smooth{ew: set.Weights[i], w: set.Weights[i]}
 			st.gone = false
 		}
-		st.clamp(set.Weights[i])
+		st.reweight(set.Weights[i])
 		next[e] = st
 		p.st[i] = st
 	}
@@ -89,12 +97,24 @@ func (lc *LeastConn) Picker(set *Set) Picker {
 			next[e] = st
 		}
 	}
-	lc.mu.Unlock()
 	lc.state = next
+	lc.mu.Unlock()
 	for _, i := range set.Usable {
 		p.items = append(p.items, lcItem{st: p.st[i], e: set.All[i], w: set.Weights[i], i: i})
 	}
 	return p
+}
+
+// EffectiveWeight returns the effective weight ew of e, which its tie
+// breaks use, in the units of the last Set's Scale, and whether e is a
+// member of that Set.
+func (lc *LeastConn) EffectiveWeight(e Endpoint) (int, bool) {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	if st, ok := lc.state[e]; ok && !st.gone {
+		return st.ew, true
+	}
+	return 0, false
 }
 
 // lcPicker is one Set's view of the shared least-connections state.
@@ -121,6 +141,8 @@ type lcItem struct {
 func (p *lcPicker) Pick(_ *http.Request, tried *Tried) int {
 	check := tried.Len() > 0
 	p.mu.Lock()
+	// best is the first member with the least conns/w; many reports
+	// whether another member has the same ratio.
 	best, many := -1, false
 	for k := range p.items {
 		it := &p.items[k]
@@ -145,8 +167,9 @@ func (p *lcPicker) Pick(_ *http.Request, tried *Tried) int {
 	}
 	total := 0
 	if many {
-		first := best
-		for k := first; k < len(p.items); k++ {
+		// The §1 pass over the members tied with best, from best on;
+		// a member tied with the first best is tied with any later one.
+		for k := best; k < len(p.items); k++ {
 			it := &p.items[k]
 			if check && tried.Has(it.e) {
 				continue
@@ -168,8 +191,9 @@ func (p *lcPicker) Pick(_ *http.Request, tried *Tried) int {
 	return b.i
 }
 
-// Done implements [Observer]: it uncounts the request, and a Failure also
-// lowers the member's effective weight by Weights[i]/MaxFails.
+// Done implements [Observer]: it uncounts the request (a Done with nothing
+// in flight is ignored), and a Failure also lowers the member's effective
+// weight by Weights[i]/MaxFails.
 func (p *lcPicker) Done(i int, r Result) {
 	if i < 0 || i >= len(p.st) {
 		return

@@ -75,7 +75,8 @@ func TestLeastConnDone(t *testing.T) {
 	all := endpoints(4, 1)
 	set := newSet(all, nil)
 	set.MaxFails = 2
-	p := NewLeastConn().Picker(set)
+	lc := NewLeastConn()
+	p := lc.Picker(set)
 	for range 4 {
 		p.Pick(nil, nil)
 	}
@@ -95,6 +96,9 @@ func TestLeastConnDone(t *testing.T) {
 	o.Done(0, Failure)
 	if _, ew := lcSmooth(p, 0); ew != 4-2 {
 		t.Errorf("a after a failure at w4 max_fails=2: ew=%d; want 2", ew)
+	}
+	if ew, ok := lc.EffectiveWeight(all[0]); ew != 2 || !ok {
+		t.Errorf("EffectiveWeight(a) = %d, %t; want 2, true", ew, ok)
 	}
 	o.Done(0, Success) // one more than picked
 	if got, want := lcConns(p), []int{0, 0}; !slices.Equal(got, want) {
@@ -151,6 +155,9 @@ func TestLeastConnRemoved(t *testing.T) {
 
 	// Dropped with nothing in flight: c starts afresh when it comes back.
 	lc.Picker(newSet(all[:2], nil))
+	if _, ok := lc.EffectiveWeight(all[2]); ok {
+		t.Errorf("EffectiveWeight(c) reports c, which is no member")
+	}
 	p4 := lc.Picker(newSet(all, nil))
 	if got, want := lcConns(p4), []int{1, 2, 0}; !slices.Equal(got, want) {
 		t.Errorf("conns = %v; want %v", got, want)

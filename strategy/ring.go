@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/binary"
 	"hash/crc32"
+	"math/bits"
 	"net/url"
 	"slices"
 	"strings"
@@ -20,6 +21,12 @@ type ring struct {
 	owner  []int32  // owner[j] is the position in All of the member at point j
 	next   []int32  // next[j] is the first point after j (cyclically) with another owner
 	runs   int      // number of runs of points with one owner; bounds a walk
+
+	// index[t] is the first point whose hash has t as its top 32-shift
+	// bits, or a later one; index[len(index)-1] is len(hashes). It narrows
+	// the binary search to a point or two.
+	index []int32
+	shift uint
 }
 
 // serverString is the name a member's ring points derive from: the host
@@ -92,7 +99,11 @@ func newRing(all []Endpoint) *ring {
 		h uint32
 		m int32
 	}
-	var pts []point
+	total := 0
+	for _, e := range all {
+		total += pointsPerWeight * max(e.Weight(), 1)
+	}
+	pts := make([]point, 0, total)
 	var buf []uint32
 	for i, e := range all {
 		names[i] = serverString(e.Key())
@@ -110,7 +121,7 @@ func newRing(all []Endpoint) *ring {
 		}
 		return cmp.Compare(a.m, b.m)
 	})
-	r := &ring{}
+	r := &ring{hashes: make([]uint32, 0, len(pts)), owner: make([]int32, 0, len(pts))}
 	for j, p := range pts {
 		if j > 0 && p.h == pts[j-1].h && names[p.m] != names[r.owner[len(r.owner)-1]] {
 			continue
@@ -119,7 +130,26 @@ func newRing(all []Endpoint) *ring {
 		r.owner = append(r.owner, p.m)
 	}
 	r.link()
+	r.buildIndex()
 	return r
+}
+
+// maxIndexBits bounds the index to 2^16 buckets (256 KiB).
+const maxIndexBits = 16
+
+// buildIndex fills in index and shift: about one bucket per point.
+func (r *ring) buildIndex() {
+	b := min(max(bits.Len(uint(len(r.hashes))), 1), maxIndexBits)
+	r.shift = uint(32 - b)
+	r.index = make([]int32, 1<<b+1)
+	j := 0
+	for t := range 1 << b {
+		for j < len(r.hashes) && r.hashes[j]>>r.shift < uint32(t) {
+			j++
+		}
+		r.index[t] = int32(j)
+	}
+	r.index[1<<b] = int32(len(r.hashes))
 }
 
 // link fills in next and runs.
@@ -157,7 +187,16 @@ func (r *ring) lookup(h uint32, ok []bool, all []Endpoint, tried *Tried) int {
 	if n == 0 {
 		return -1
 	}
-	j, _ := slices.BinarySearch(r.hashes, h)
+	t := h >> r.shift
+	j, hi := int(r.index[t]), int(r.index[t+1])
+	if hi-j > 8 {
+		k, _ := slices.BinarySearch(r.hashes[j:hi], h)
+		j += k
+	} else {
+		for j < hi && r.hashes[j] < h {
+			j++
+		}
+	}
 	if j == n {
 		j = 0
 	}

@@ -35,26 +35,29 @@ type rrPicker struct {
 	usable []int
 }
 
-// Pick implements [Picker]. It never blocks or allocates.
+// Pick implements [Picker] by the §2 snapshot rule: it takes
+// usable[n % len(usable)] with n drawn from the strategy's counter. If that
+// member is in tried it steps forward through usable to the first member
+// not in tried, so a retry goes elsewhere; it returns -1 when every usable
+// member is in tried or none is usable. It never blocks or allocates.
 func (p *rrPicker) Pick(_ *http.Request, tried *Tried) int {
-	return pickRR(p.next, p.all, p.usable, tried)
-}
-
-// pickRR is the §2 snapshot rule: it takes usable[n % len(usable)] with n
-// drawn from next. If that member is in tried it steps forward through usable
-// to the first member not in tried, so a retry goes elsewhere; it returns -1
-// when every usable member is in tried or usable is empty.
-func pickRR(next *atomic.Uint64, all []Endpoint, usable []int, tried *Tried) int {
-	n := uint64(len(usable))
+	n := uint64(len(p.usable))
 	if n == 0 {
 		return -1
 	}
-	i := (next.Add(1) - 1) % n
+	i := (p.next.Add(1) - 1) % n
 	if tried.Len() == 0 {
-		return usable[i]
+		return p.usable[i]
 	}
+	return p.step(i, tried)
+}
+
+// step returns the first member of usable from position i on, wrapping,
+// that is not in tried, or -1.
+func (p *rrPicker) step(i uint64, tried *Tried) int {
+	n := uint64(len(p.usable))
 	for range n {
-		if m := usable[i]; !tried.Has(all[m]) {
+		if m := p.usable[i]; !tried.Has(p.all[m]) {
 			return m
 		}
 		if i++; i == n {

@@ -10,6 +10,16 @@
 // that must survive a rebuild (counters, smooth-weighted state) is kept by
 // the Strategy and shared with its pickers by pointer.
 //
+// The built-in strategies follow nginx's, pick for pick:
+//
+//   - [NewRoundRobin]: plain round robin over the usable members.
+//   - [NewSmoothWeighted]: smooth weighted round robin, with effective
+//     weights that drop on failure and recover pick by pick.
+//   - [NewLeastConn]: weighted least connections, ties broken by the
+//     smooth weighted pass.
+//   - [NewConsistentHash]: a ketama ring, 160 points per weight unit, that
+//     keeps each key on one member.
+//
 // Writing a strategy means implementing [Strategy] and [Picker]; implement
 // [Observer] as well when the strategy learns from outcomes.
 package strategy
@@ -18,7 +28,9 @@ import "net/http"
 
 // Endpoint is a strategy's view of one backend. The balancer's backends
 // implement it; comparing two Endpoints with == tells whether they are the
-// same backend.
+// same backend, so its dynamic type must be comparable (typically a
+// pointer). Strategies use Endpoints as map keys to keep per-backend state
+// across Sets.
 type Endpoint interface {
 	// Key names the endpoint: its URL, as written by the user. It is fixed
 	// for the endpoint's lifetime, so hashing strategies derive ring points

@@ -24,22 +24,29 @@ import (
 // The cw and ew of each member belong to the SmoothWeighted and are shared by
 // all its pickers: a member that goes down and comes back finds them as it
 // left them. A member dropped from Set.All loses its state; if it is added
-// again it starts afresh. When a member's weight changes, its ew is clamped
-// to the new weight.
+// again it starts afresh. When a member's weight changes (a new configured
+// weight, or a step of slow start), its ew moves by as much, within 0 and
+// the new weight: a member at full strength takes its new share at once,
+// and one recovering from failures keeps its deficit. If Set.Scale changes,
+// every cw and ew is rescaled with it.
 //
 // Each pick takes a mutex for one O(n) pass, which is cheap for up to a few
-// hundred members. A SmoothWeighted is safe for concurrent use; its zero
-// value is ready to use.
+// hundred members. A SmoothWeighted and its pickers are safe for concurrent
+// use; the zero value is ready to use.
 type SmoothWeighted struct {
-	// mu guards the cw and ew of every member state reachable from this
-	// strategy: those in state and those still held by older pickers.
+	// mu guards state, and the cw and ew of every member state reachable
+	// from this strategy: those in state and those still held by older
+	// pickers.
 	mu sync.Mutex
 	// state maps each member of the last Set to its smooth-weighted state.
-	// Only Picker, which is never called concurrently, reads or replaces it.
 	state map[Endpoint]*smooth
+	scale int // the last Set's Scale
 }
 
-var _ Strategy = (*SmoothWeighted)(nil)
+var (
+	_ Strategy = (*SmoothWeighted)(nil)
+	_ Observer = (*swrrPicker)(nil)
+)
 
 // NewSmoothWeighted returns a smooth weighted round-robin strategy.
 func NewSmoothWeighted() *SmoothWeighted { return &SmoothWeighted{} }
@@ -59,24 +66,39 @@ func (s *SmoothWeighted) Picker(set *Set) Picker {
 	}
 	next := make(map[Endpoint]*smooth, len(set.All))
 	s.mu.Lock()
+	for _, st := range s.state {
+		st.rescale(s.scale, p.scale)
+	}
+	s.scale = p.scale
 	for i, e := range set.All {
 		st := next[e]
 		if st == nil {
 			st = s.state[e]
 		}
 		if st == nil {
-			st = &smooth{ew: set.Weights[i]}
+			st = &smooth{ew: set.Weights[i], w: set.Weights[i]}
 		}
-		st.clamp(set.Weights[i])
+		st.reweight(set.Weights[i])
 		next[e] = st
 		p.st[i] = st
 	}
-	s.mu.Unlock()
 	s.state = next
+	s.mu.Unlock()
 	for _, i := range set.Usable {
 		p.items = append(p.items, swrrItem{st: p.st[i], e: set.All[i], w: set.Weights[i], i: i})
 	}
 	return p
+}
+
+// EffectiveWeight returns the effective weight ew of e, in the units of the
+// last Set's Scale, and whether e is a member of that Set.
+func (s *SmoothWeighted) EffectiveWeight(e Endpoint) (int, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st, ok := s.state[e]; ok {
+		return st.ew, true
+	}
+	return 0, false
 }
 
 // swrrPicker is one Set's view of the shared smooth-weighted state.
@@ -139,7 +161,8 @@ func (p *swrrPicker) Done(i int, r Result) {
 // that owns it guards it.
 type smooth struct {
 	cw int // current weight
-	ew int // effective weight, in [0, weight]
+	ew int // effective weight, in [0, w]
+	w  int // the weight of the last Set
 }
 
 // add is step 1 of the §1 pass for a member of weight w: cw += ew, then ew
@@ -157,8 +180,25 @@ func (s *smooth) add(w, scale int) int {
 // fail lowers ew by d, not below 0.
 func (s *smooth) fail(d int) { s.ew = max(s.ew-d, 0) }
 
-// clamp keeps ew within a new weight w.
-func (s *smooth) clamp(w int) { s.ew = min(s.ew, w) }
+// reweight moves ew by the change from the last weight to w, keeping it
+// within [0, w]: a raise adds to ew, a cut clamps it.
+func (s *smooth) reweight(w int) {
+	if w > s.w {
+		s.ew += w - s.w
+	}
+	s.ew = min(s.ew, w)
+	s.w = w
+}
+
+// rescale converts cw, ew and w from units of 1/from to units of 1/to of a
+// weight unit. A from of 0 (no Set yet) leaves them alone.
+func (s *smooth) rescale(from, to int) {
+	if from != 0 && from != to {
+		s.cw = s.cw * to / from
+		s.ew = s.ew * to / from
+		s.w = s.w * to / from
+	}
+}
 
 // scale returns set.Scale, or 1 if it is unset.
 func scale(set *Set) int { return max(set.Scale, 1) }

@@ -142,7 +142,8 @@ func TestSmoothWeightedRecovery2(t *testing.T) {
 			all := endpoints(10, 10)
 			set := scaledSet(all, nil, scale)
 			set.MaxFails = 5
-			p := NewSmoothWeighted().Picker(set)
+			sw := NewSmoothWeighted()
+			p := sw.Picker(set)
 			var picks []string
 			var ews []int
 			fails := 0
@@ -154,12 +155,15 @@ func TestSmoothWeightedRecovery2(t *testing.T) {
 					fails++
 				}
 				p.(Observer).Done(i, r)
-				s := name(all, i)
+				pick := name(all, i)
 				if r == Failure {
-					s += "!"
+					pick += "!"
 				}
-				picks = append(picks, s)
+				picks = append(picks, pick)
 				_, ew := swrrState(p, 0)
+				if got, ok := sw.EffectiveWeight(all[0]); got != ew || !ok {
+					t.Errorf("EffectiveWeight(a) = %d, %t; want %d, true", got, ok, ew)
+				}
 				ews = append(ews, ew/scale)
 			}
 			if got, want := strings.Join(picks, " "), "a! b b a! b a! b a b a b a b a"; got != want {
@@ -246,24 +250,63 @@ func TestSmoothWeightedMembership(t *testing.T) {
 		t.Fatalf("c: cw=%d ew=%d; want cw=3 ew=0", cw, ew)
 	}
 	s.Picker(newSet(all[:2], nil))
+	if _, ok := s.EffectiveWeight(all[2]); ok {
+		t.Errorf("EffectiveWeight(c) reports c, which is no member")
+	}
 	p = s.Picker(newSet(all, nil))
 	if cw, ew := swrrState(p, 2); cw != 0 || ew != 1 {
 		t.Errorf("c re-added: cw=%d ew=%d; want cw=0 ew=1", cw, ew)
 	}
 
-	// a's ew is 5; weight 2 clamps it, weight 8 lets it recover by Scale.
+	// a's ew is 5. A cut to weight 2 clamps it; a failure costs 1 of it;
+	// a raise to weight 8 at Scale 4 (ew 1 becomes 4 of 8) adds the 24
+	// units of the raise and keeps the deficit of 4, which the next pass
+	// makes good.
 	lower := newSet(all, nil)
 	lower.Weights[0] = 2
+	lower.MaxFails = 2
 	p = s.Picker(lower)
-	if _, ew := swrrState(p, 0); ew != 2 {
+	if ew, _ := s.EffectiveWeight(all[0]); ew != 2 {
 		t.Errorf("a at weight 2: ew=%d; want 2", ew)
 	}
+	p.(Observer).Done(0, Failure)
 	higher := scaledSet(all, nil, 4)
 	higher.Weights[0] = 8 * 4
 	p = s.Picker(higher)
+	if ew, _ := s.EffectiveWeight(all[0]); ew != 28 {
+		t.Errorf("a raised to weight 8: ew=%d; want 28", ew)
+	}
 	p.Pick(nil, nil)
-	if _, ew := swrrState(p, 0); ew != 2+4 {
-		t.Errorf("a at weight 8 after one pass: ew=%d; want %d", ew, 2+4)
+	if ew, _ := s.EffectiveWeight(all[0]); ew != 32 {
+		t.Errorf("a at weight 8 after one pass: ew=%d; want 32", ew)
+	}
+}
+
+// TestSmoothWeightedWeightChange checks that a member at full strength
+// takes a new weight at once: from cw all 0, 1/1/1 raised to 5/1/1 gives
+// the §1 sequence a a b a c a a.
+func TestSmoothWeightedWeightChange(t *testing.T) {
+	s := NewSmoothWeighted()
+	all := endpoints(1, 1, 1)
+	got := pickNames(t, s.Picker(newSet(all, nil)), all, 3)
+	raised := newSet(all, nil)
+	raised.Weights[0] = 5
+	got += " | " + pickNames(t, s.Picker(raised), all, 14)
+	if want := "a b c | a a b a c a a a a b a c a a"; got != want {
+		t.Errorf("picks = %q; want %q", got, want)
+	}
+}
+
+// TestSmoothWeightedScaleChange checks that a change of Set.Scale rescales
+// the state, so the §1 sequence carries on as if nothing had changed.
+func TestSmoothWeightedScaleChange(t *testing.T) {
+	all := endpoints(5, 1, 1)
+	s := NewSmoothWeighted()
+	got := pickNames(t, s.Picker(newSet(all, nil)), all, 3)
+	got += " | " + pickNames(t, s.Picker(scaledSet(all, nil, 16)), all, 4)
+	got += " | " + pickNames(t, s.Picker(scaledSet(all, nil, 4)), all, 7)
+	if want := "a a b | a c a a | a a b a c a a"; got != want {
+		t.Errorf("picks = %q; want %q", got, want)
 	}
 }
 
