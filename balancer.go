@@ -191,7 +191,13 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		b.serveError(w, r, err)
 		return
 	}
-	b.proxy.ServeHTTP(w, r)
+	iw := interimWriters.Get().(*interimWriter)
+	iw.ResponseWriter, iw.n1xx = w, 0
+	defer func() {
+		iw.ResponseWriter = nil
+		interimWriters.Put(iw)
+	}()
+	b.proxy.ServeHTTP(iw, r)
 }
 
 // Close stops every goroutine the balancer started (health checkers, the

@@ -61,8 +61,10 @@ func (p *Pool) Drain(ctx context.Context, rawURL string) error {
 	if !b.draining {
 		b.draining = true
 		b.reason = "drained by the operator"
-		b.noNew.Store(true)
 		p.publishLocked()
+		// After the publish, so that an attempt that backs off finds a
+		// snapshot without b (see Backend.noNew).
+		b.noNew.Store(true)
 	}
 	p.mu.Unlock()
 
@@ -103,8 +105,8 @@ func (p *Pool) SetMaintenance(rawURL string, on bool) error {
 		b.draining = false
 		b.reason = "back in service"
 	}
-	b.noNew.Store(b.maintenance || b.draining)
 	p.publishLocked()
+	b.noNew.Store(b.maintenance || b.draining)
 	return nil
 }
 
@@ -157,7 +159,6 @@ func (p *Pool) Update(backends ...*Backend) error {
 		}
 	}
 	for _, old := range removed {
-		old.noNew.Store(true)
 		delete(p.byKey, old.key)
 		old.pool.Store(nil)
 	}
@@ -177,5 +178,8 @@ func (p *Pool) Update(backends ...*Backend) error {
 		}
 	}
 	p.publishLocked()
+	for _, old := range removed {
+		old.noNew.Store(true)
+	}
 	return nil
 }

@@ -97,19 +97,23 @@ func TrustedChain(lines []string, trust []netip.Prefix) []string {
 
 // parseForwardedAddr parses one X-Forwarded-For entry: an IPv4 or IPv6
 // address, optionally with a port ("1.2.3.4:5", "[::1]:5").
+// An IPv6 zone ("fe80::1%eth0") is refused: it is free text that would
+// pass to the backend unchecked.
 func parseForwardedAddr(s string) (netip.Addr, bool) {
-	if a, err := netip.ParseAddr(s); err == nil {
-		return a.Unmap(), true
-	}
-	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return ap.Addr().Unmap(), true
-	}
-	if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
-		if a, err := netip.ParseAddr(s[1 : len(s)-1]); err == nil {
-			return a.Unmap(), true
+	a, ok := netip.Addr{}, false
+	if x, err := netip.ParseAddr(s); err == nil {
+		a, ok = x, true
+	} else if ap, err := netip.ParseAddrPort(s); err == nil {
+		a, ok = ap.Addr(), true
+	} else if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
+		if x, err := netip.ParseAddr(s[1 : len(s)-1]); err == nil {
+			a, ok = x, true
 		}
 	}
-	return netip.Addr{}, false
+	if !ok || a.Zone() != "" {
+		return netip.Addr{}, false
+	}
+	return a.Unmap(), true
 }
 
 func remoteAddr(s string) (netip.Addr, bool) {

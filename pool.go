@@ -107,7 +107,6 @@ func (p *Pool) Remove(rawURL string) error {
 	if !ok {
 		return fmt.Errorf("%w: %s", ErrUnknownBackend, redactRaw(rawURL))
 	}
-	b.noNew.Store(true)
 	delete(p.byKey, key)
 	p.backends = slices.DeleteFunc(p.backends, func(x *Backend) bool { return x == b })
 	for _, bal := range p.balancers {
@@ -115,6 +114,7 @@ func (p *Pool) Remove(rawURL string) error {
 	}
 	b.pool.Store(nil)
 	p.publishLocked()
+	b.noNew.Store(true) // after the publish: see Backend.noNew
 	return nil
 }
 

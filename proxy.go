@@ -113,6 +113,16 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		held     *http.Response // a response with a retryable status, kept in case no retry works
 		attempts int
 	)
+	defer func() {
+		// A user hook (a key function) that panics on a retry must not
+		// leave the kept response, and its backend's count, open forever.
+		if held != nil {
+			if p := recover(); p != nil {
+				held.Body.Close()
+				panic(p)
+			}
+		}
+	}()
 	for {
 		s := b.snapshot()
 		if s.closed {
@@ -166,6 +176,12 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		a.latency = b.now().Sub(a.start)
 		be.stats.latency.observe(a.latency)
 		if err != nil {
+			if cerr := body.clientError(); cerr != nil {
+				// The client's body failed (malformed, cut short): the
+				// client's fault, not the backend's, and no retry.
+				a.finish(0, err, true)
+				return t.giveUp(held, &clientBodyError{err: cerr}, attempts)
+			}
 			canceled := a.ctx.Err() != nil
 			a.finish(0, err, canceled)
 			if canceled {
@@ -213,11 +229,19 @@ func (t *attemptTransport) giveUp(held *http.Response, err error, attempts int) 
 	if err == nil {
 		err = errNoBackendLeft
 	}
-	if errors.Is(err, ErrClosed) || errors.Is(err, context.Canceled) {
+	var cbe *clientBodyError
+	if errors.Is(err, ErrClosed) || errors.Is(err, context.Canceled) || errors.As(err, &cbe) {
 		return nil, err
 	}
 	return nil, &attemptsError{n: attempts, err: err}
 }
+
+// clientBodyError is a request that failed because reading the client's
+// body failed. The balancer answers 400.
+type clientBodyError struct{ err error }
+
+func (e *clientBodyError) Error() string { return "lb: reading the request body: " + e.err.Error() }
+func (e *clientBodyError) Unwrap() error { return e.err }
 
 // attemptsError wraps the last attempt's error in ErrAttemptsFailed.
 type attemptsError struct {
@@ -443,20 +467,28 @@ type trackedConn struct {
 
 func (t *trackedConn) Write(p []byte) (int, error) { return t.w.Write(p) }
 
-// replayBody lets a request body be sent again on a retry. The bytes read
-// from the client are kept, up to limit, as they stream to the first
+// replayBody shields a request body from the transport's Close (which
+// would end it for a retry) and lets it be sent again on a retry. The bytes
+// read from the client are kept, up to limit, as they stream to the first
 // backend; a later attempt replays them and then goes on reading from the
-// client. Reads are serialized by mu, which also stops an earlier attempt's
-// reader (still held by its transport's writing goroutine) from taking
-// bytes meant for the next attempt.
+// client.
+//
+// Only one reader reads from the client at a time (readMu); the kept bytes
+// are guarded by mu, which is never held while waiting for the client. An
+// earlier attempt's reader that is still waiting in the client's Read when
+// a retry starts keeps what it gets for the new attempt (even past limit:
+// those bytes are gone from the client otherwise) and then stops.
 type replayBody struct {
 	src   io.ReadCloser
 	limit int64
 
-	read     atomic.Int64 // bytes read from src
-	overflow atomic.Bool  // more than limit was read: the body cannot be replayed
+	read      atomic.Int64          // bytes read from src
+	overflow  atomic.Bool           // bytes were read and not kept: no replay
+	clientErr atomic.Pointer[error] // a read error from the client's body
 
-	mu     sync.Mutex // guards buf, srcErr, gen and reads of src
+	readMu sync.Mutex // serializes reads of src
+
+	mu     sync.Mutex // guards buf, srcErr and gen
 	buf    []byte     // the bytes read from src, while they fit in limit
 	srcErr error      // sticky error (io.EOF at the end) from src
 	gen    int        // the attempt allowed to read
@@ -484,49 +516,96 @@ func (rb *replayBody) replayable() bool {
 
 func (rb *replayBody) sentBytes() int64 { return rb.read.Load() }
 
+// clientError returns the error the client's body failed with, if it did:
+// a malformed chunked body, a client that hung up mid-upload. Such a
+// failure is the client's, not the backend's.
+func (rb *replayBody) clientError() error {
+	if rb == nil {
+		return nil
+	}
+	if p := rb.clientErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 var errStaleBody = errors.New("lb: request body read by an abandoned attempt")
 
 // replayReader is one attempt's view of a replayBody.
 type replayReader struct {
 	rb     *replayBody
 	gen    int
-	off    int64 // position in the body stream
+	off    int64 // position in the body stream; touched only by this attempt
 	closed atomic.Bool
 }
 
 func (r *replayReader) Read(p []byte) (int, error) {
 	rb := r.rb
+	for {
+		if n, err, done := r.fromBuffer(p); done {
+			return n, err
+		}
+		rb.readMu.Lock()
+		// While waiting, an abandoned reader may have added bytes to the
+		// buffer, or a retry may have replaced this reader: look again.
+		rb.mu.Lock()
+		again := r.gen != rb.gen || r.off < int64(len(rb.buf)) || rb.srcErr != nil
+		rb.mu.Unlock()
+		if again {
+			rb.readMu.Unlock()
+			continue
+		}
+		n, err := rb.src.Read(p)
+		rb.read.Add(int64(n))
+		if err != nil && err != io.EOF {
+			rb.noteClientErr(err)
+		}
+		rb.mu.Lock()
+		stale := r.gen != rb.gen
+		if !rb.overflow.Load() {
+			if stale || int64(len(rb.buf)+n) <= rb.limit {
+				rb.buf = append(rb.buf, p[:n]...)
+			} else {
+				rb.overflow.Store(true)
+				rb.buf = nil
+			}
+		}
+		if err != nil {
+			rb.srcErr = err
+		}
+		rb.mu.Unlock()
+		rb.readMu.Unlock()
+		if stale {
+			return 0, errStaleBody
+		}
+		r.off += int64(n)
+		return n, err
+	}
+}
+
+// fromBuffer serves a read from the kept bytes, or says why the reader
+// cannot read; done is false when the next bytes must come from the client.
+func (r *replayReader) fromBuffer(p []byte) (n int, err error, done bool) {
+	rb := r.rb
 	rb.mu.Lock()
 	defer rb.mu.Unlock()
-	if r.gen != rb.gen || r.closed.Load() {
-		return 0, errStaleBody
-	}
-	if r.off < int64(len(rb.buf)) {
-		n := copy(p, rb.buf[r.off:])
+	switch {
+	case r.gen != rb.gen || r.closed.Load():
+		return 0, errStaleBody, true
+	case r.off < int64(len(rb.buf)):
+		n = copy(p, rb.buf[r.off:])
 		r.off += int64(n)
-		return n, nil
+		return n, nil, true
+	case r.off < rb.read.Load():
+		return 0, errStaleBody, true // bytes this attempt needs were not kept
+	case rb.srcErr != nil:
+		return 0, rb.srcErr, true
 	}
-	if r.off < rb.read.Load() {
-		return 0, errStaleBody // bytes this attempt needs were not kept
-	}
-	if rb.srcErr != nil {
-		return 0, rb.srcErr
-	}
-	n, err := rb.src.Read(p)
-	rb.read.Add(int64(n))
-	r.off += int64(n)
-	if !rb.overflow.Load() {
-		if int64(len(rb.buf)+n) <= rb.limit {
-			rb.buf = append(rb.buf, p[:n]...)
-		} else {
-			rb.overflow.Store(true)
-			rb.buf = nil
-		}
-	}
-	if err != nil {
-		rb.srcErr = err
-	}
-	return n, err
+	return 0, nil, false
+}
+
+func (rb *replayBody) noteClientErr(err error) {
+	rb.clientErr.CompareAndSwap(nil, &err)
 }
 
 // Close ends this attempt's use of the body; the client's body itself is
@@ -539,7 +618,10 @@ func (r *replayReader) Close() error {
 // serveError answers a request the balancer could not serve.
 func (b *Balancer) serveError(w http.ResponseWriter, r *http.Request, err error) {
 	status := http.StatusBadGateway
+	var cbe *clientBodyError
 	switch {
+	case errors.As(err, &cbe) && r.Context().Err() == nil:
+		status = http.StatusBadRequest
 	case r.Context().Err() != nil && !errors.Is(err, ErrNoHealthyBackend):
 		// The client went away: not a backend failure. 499 is what nginx
 		// logs for it; nobody will read the answer.
@@ -551,6 +633,9 @@ func (b *Balancer) serveError(w http.ResponseWriter, r *http.Request, err error)
 		status = http.StatusServiceUnavailable
 	case isTimeout(err):
 		status = http.StatusGatewayTimeout
+	}
+	if cbe != nil && status != http.StatusBadRequest {
+		status = 499 // a client that hung up mid-upload
 	}
 	if !errors.Is(err, ErrAttemptsFailed) && status == http.StatusBadGateway {
 		err = &attemptsError{n: 1, err: err}

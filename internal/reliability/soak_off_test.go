@@ -1,0 +1,5 @@
+//go:build !soak
+
+package reliability
+
+const soakTag = false

@@ -1,0 +1,66 @@
+package lb
+
+import (
+	"net/http"
+	"strings"
+	"sync"
+)
+
+// max1xx is how many informational (1xx) responses a request may relay to
+// the client, net/http's own limit for what a client reads.
+const max1xx = 5
+
+// interimWriter is the ResponseWriter the ReverseProxy writes to. It guards
+// informational responses, which ReverseProxy relays as they are: it strips
+// their hop-by-hop headers (golang/go#81319) and drops those past max1xx, so
+// that a backend cannot flood a client with them. Everything else passes
+// through; Unwrap keeps flushing and hijacking working.
+type interimWriter struct {
+	http.ResponseWriter
+	n1xx int
+}
+
+var interimWriters = sync.Pool{New: func() any { return new(interimWriter) }}
+
+func (w *interimWriter) WriteHeader(code int) {
+	if code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
+		h := w.ResponseWriter.Header()
+		w.n1xx++
+		if w.n1xx > max1xx {
+			return // ReverseProxy clears the header map after us
+		}
+		removeHopByHop(h)
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the server's writer.
+func (w *interimWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Flush is here for code that asserts http.Flusher instead of using a
+// ResponseController.
+func (w *interimWriter) Flush() {
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// hopByHop lists the hop-by-hop headers of RFC 9110 §7.6.1 and the ones
+// net/http/httputil strips too.
+var hopByHop = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// removeHopByHop deletes the headers named in Connection, then the
+// hop-by-hop headers.
+func removeHopByHop(h http.Header) {
+	for _, v := range h["Connection"] {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				h.Del(f)
+			}
+		}
+	}
+	for _, k := range hopByHop {
+		delete(h, k)
+	}
+}
