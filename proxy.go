@@ -129,6 +129,11 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 			return t.giveUp(held, ErrClosed, 0)
 		}
 		*req.URL, req.Host = orig, host
+		if first != nil && tried == nil {
+			// A second pick: from now on the tried set is needed.
+			tried = new(strategy.Tried)
+			tried.Add(first)
+		}
 		i, gated := b.pick(s, req, &tried)
 		if i < 0 {
 			if attempts == 0 {
@@ -137,15 +142,10 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 			return t.giveUp(held, lastErr, attempts)
 		}
 		be := s.backends[i]
-		switch {
-		case tried != nil:
+		if tried != nil {
 			tried.Add(be)
-		case first == nil:
+		} else {
 			first = be
-		default:
-			tried = new(strategy.Tried)
-			tried.Add(first)
-			tried.Add(be)
 		}
 		be.active.Add(1)
 		if be.noNew.Load() {
