@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"go.uber.org/goleak"
 	"io"
 	"net/http"
 	"regexp"
@@ -124,3 +125,6 @@ func TestServe(t *testing.T) {
 		t.Fatal("run did not return within 30s of Ctrl-C")
 	}
 }
+
+// The demo closes every server and balancer it starts.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
