@@ -49,6 +49,8 @@ type Balancer struct {
 	refreshing atomic.Bool // one request at a time rebuilds an expired snapshot
 	closed     atomic.Bool
 	stats      balancerStats
+	inflight   atomic.Int64 // requests in RoundTrip, counted only under a retry budget
+	retrying   atomic.Int64 // requests retrying now, under a retry budget
 
 	ctx    context.Context // ends at Close; parent of every checker's context
 	cancel context.CancelFunc

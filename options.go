@@ -55,6 +55,15 @@ type RetryPolicy struct {
 	// request is not retried once sent. Default 1 MiB; negative keeps
 	// nothing.
 	BodyBuffer int64
+	// Budget caps retries in a wide outage, like Envoy's retry budget and
+	// Finagle's: at most Budget × the requests in flight may be retrying
+	// at once (and always at least MinRetries); a request that would go
+	// over gets its failure instead of another try. 0.2 is Envoy's value.
+	// Zero (the default) means no budget: only Tries bounds retries.
+	Budget float64
+	// MinRetries is how many requests may always be retrying at once under
+	// a Budget, however few are in flight. Default 3.
+	MinRetries int
 }
 
 func (p RetryPolicy) withDefaults() RetryPolicy {
@@ -67,6 +76,9 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 	if p.BodyBuffer < 0 {
 		p.BodyBuffer = 0
 	}
+	if p.MinRetries == 0 {
+		p.MinRetries = 3
+	}
 	return p
 }
 
@@ -77,6 +89,12 @@ func (p RetryPolicy) Validate() error {
 	}
 	if p.Timeout < 0 {
 		return fmt.Errorf("lb: RetryPolicy.Timeout %v: must not be negative", p.Timeout)
+	}
+	if p.Budget < 0 || p.Budget > 1 || p.Budget != p.Budget {
+		return fmt.Errorf("lb: RetryPolicy.Budget %v: must be between 0 and 1", p.Budget)
+	}
+	if p.MinRetries < 0 {
+		return fmt.Errorf("lb: RetryPolicy.MinRetries %d: must not be negative", p.MinRetries)
 	}
 	for _, s := range p.Statuses {
 		if s < 100 || s > 999 {

@@ -123,10 +123,26 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 			}
 		}
 	}()
+	if pol.Budget > 0 {
+		b.inflight.Add(1)
+		defer b.inflight.Add(-1)
+	}
+	retrying := false // this request holds a slot of the retry budget
+	defer func() {
+		if retrying {
+			b.retrying.Add(-1)
+		}
+	}()
 	for {
 		s := b.snapshot()
 		if s.closed {
 			return t.giveUp(held, ErrClosed, 0)
+		}
+		if attempts > 0 && pol.Budget > 0 && !retrying {
+			if !b.takeRetrySlot() {
+				return t.giveUp(held, fmt.Errorf("retry budget exhausted: %w", lastErr), attempts)
+			}
+			retrying = true
 		}
 		*req.URL, req.Host = orig, host
 		if first != nil && tried == nil {
@@ -254,6 +270,21 @@ func (e *attemptsError) Error() string {
 }
 
 func (e *attemptsError) Unwrap() []error { return []error{ErrAttemptsFailed, e.err} }
+
+// takeRetrySlot reserves a place among the requests retrying at once, if
+// the retry budget has one: Budget × the requests in flight, and at least
+// MinRetries. Under a wide outage this caps the extra load retries put on
+// the backends that are left, instead of multiplying it by Tries.
+func (b *Balancer) takeRetrySlot() bool {
+	pol := &b.o.retry
+	allowed := max(int64(pol.Budget*float64(b.inflight.Load())), int64(pol.MinRetries))
+	if b.retrying.Add(1) > allowed {
+		b.retrying.Add(-1)
+		b.stats.budgetDenied.Add(1)
+		return false
+	}
+	return true
+}
 
 func pastDeadline(b *Balancer, deadline time.Time) bool {
 	return !deadline.IsZero() && !b.now().Before(deadline)

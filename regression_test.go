@@ -5,7 +5,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tinylb/lb"
 )
@@ -55,4 +58,59 @@ func TestRetryNeverRepeatsABackend(t *testing.T) {
 			}
 		})
 	}
+}
+
+// F14 (reliability.md): with every backend answering a retryable status,
+// Tries alone lets each request make 3 attempts; a retry budget caps the
+// requests retrying at once, so the amplification drops.
+func TestRetryBudgetCapsAmplification(t *testing.T) {
+	run := func(budget float64) (ratio float64, denied int64) {
+		var attempts atomic.Int64
+		var members []*lb.Backend
+		for i := range 3 {
+			nb := startNamed(t, fmt.Sprint("b", i), func(w http.ResponseWriter, r *http.Request) {
+				attempts.Add(1)
+				time.Sleep(5 * time.Millisecond) // keep many requests in flight at once
+				w.WriteHeader(http.StatusServiceUnavailable)
+			})
+			members = append(members, mustBackend(t, nb.srv.URL))
+		}
+		pool, _ := lb.NewPool(members...)
+		bal := lb.New(pool, lb.RoundRobin(), lb.WithRetry(lb.RetryPolicy{
+			Statuses: []int{503}, Budget: budget, MinRetries: 1,
+		}))
+		defer bal.Close()
+		front := httptest.NewServer(bal)
+		defer front.Close()
+		const clients, per = 16, 10
+		var wg sync.WaitGroup
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
+		defer client.CloseIdleConnections()
+		for range clients {
+			wg.Go(func() {
+				for range per {
+					resp, err := client.Get(front.URL)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusServiceUnavailable {
+						t.Errorf("status %d; want the backends' 503", resp.StatusCode)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return float64(attempts.Load()) / (clients * per), bal.Stats().RetriesDenied
+	}
+	if r, d := run(0); r != 3 || d != 0 {
+		t.Fatalf("without a budget: %.2f attempts per request, %d denied; want exactly 3 and 0", r, d)
+	}
+	r, d := run(0.1)
+	if d == 0 || r > 2.5 {
+		t.Fatalf("with Budget 0.1: %.2f attempts per request, %d retries denied; want fewer than 2.5 and some denied", r, d)
+	}
+	t.Logf("attempts per request with a budget of 10%%: %.2f (%d retries denied)", r, d)
 }

@@ -86,6 +86,8 @@ type Stats struct {
 	// Unavailable counts requests answered 503 because no backend could
 	// take them; Failed those answered 502 or 504.
 	Unavailable, Failed int64
+	// RetriesDenied counts retries the retry budget refused.
+	RetriesDenied int64
 	// Panic is set while panic mode balances over unhealthy backends.
 	Panic bool
 	// EventsDropped counts events the event function was too slow to take.
@@ -95,8 +97,9 @@ type Stats struct {
 // balancerStats are the per-balancer counters of answers the balancer made
 // itself (the rare, failed ones).
 type balancerStats struct {
-	unavailable atomic.Int64
-	failed      atomic.Int64
+	unavailable  atomic.Int64
+	failed       atomic.Int64
+	budgetDenied atomic.Int64
 }
 
 // Stats returns a snapshot of the balancer's backends and counters. It is
@@ -108,6 +111,7 @@ func (b *Balancer) Stats() Stats {
 		Backends:      make([]BackendStats, len(s.backends)),
 		Unavailable:   b.stats.unavailable.Load(),
 		Failed:        b.stats.failed.Load(),
+		RetriesDenied: b.stats.budgetDenied.Load(),
 		Panic:         s.panicking,
 		EventsDropped: b.events.droppedCount(),
 	}
