@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"net"
 	"net/http/httputil"
 	"net/netip"
 	"strings"
@@ -40,7 +41,30 @@ func (b *Balancer) rewrite(pr *httputil.ProxyRequest) {
 			return
 		}
 	}
-	pr.SetXForwarded()
+	setXForwarded(pr)
+}
+
+// setXForwarded is httputil.ProxyRequest.SetXForwarded for a request whose
+// X-Forwarded-* headers ReverseProxy has already removed (Rewrite mode),
+// with the three values in one allocation instead of three. Each header
+// gets a slice of length and capacity 1, so appending to one never writes
+// into another.
+func setXForwarded(pr *httputil.ProxyRequest) {
+	h := pr.Out.Header
+	v := make([]string, 3)
+	if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+		v[0] = ip
+		h["X-Forwarded-For"] = v[0:1:1]
+	} else {
+		delete(h, "X-Forwarded-For")
+	}
+	v[1] = pr.In.Host
+	h["X-Forwarded-Host"] = v[1:2:2]
+	v[2] = "http"
+	if pr.In.TLS != nil {
+		v[2] = "https"
+	}
+	h["X-Forwarded-Proto"] = v[2:3:3]
 }
 
 // forwardTrusted sets the forwarding headers of a request from a trusted
