@@ -148,7 +148,7 @@ func New(pool *Pool, s Strategy, opts ...Option) *Balancer {
 	}
 	base := b.o.transport
 	if base == nil {
-		tr := newTransport()
+		tr := NewTransport()
 		base, b.ownTr = tr, tr
 	}
 	b.transport = attemptTransport{b: b, base: base}

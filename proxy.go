@@ -20,12 +20,14 @@ import (
 	"github.com/tinylb/lb/strategy"
 )
 
-// newTransport returns the default transport: HTTP/1.1 keep-alive
-// connections sized for a proxy (Go's default of 2 idle connections per
-// host makes a busy proxy open and close connections all the time), bounded
-// dial and response-header waits, and no proxy from the environment, so
-// that requests go to the pool's addresses and nowhere else.
-func newTransport() *http.Transport {
+// NewTransport returns a new transport with the balancer's defaults:
+// HTTP/1.1 keep-alive connections sized for a proxy (256 idle per backend;
+// Go's default of 2 makes a busy proxy open and close connections all the
+// time), a 5 s dial timeout, a 30 s wait for response headers, no gzip of
+// its own and no proxy from the environment, so that requests go to the
+// pool's addresses and nowhere else. Change a field and pass it with
+// [WithTransport]; the caller then closes its idle connections.
+func NewTransport() *http.Transport {
 	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Transport{
 		Proxy:                 nil,
@@ -36,6 +38,9 @@ func newTransport() *http.Transport {
 		TLSHandshakeTimeout:   5 * time.Second,
 		ResponseHeaderTimeout: 30 * time.Second,
 		ExpectContinueTimeout: 1 * time.Second,
+		// A proxy passes the client's Accept-Encoding through; it must not
+		// ask for gzip itself and then spend CPU decompressing.
+		DisableCompression: true,
 	}
 }
 

@@ -1115,20 +1115,12 @@ func (c *config) newBackends() ([]*lb.Backend, error) {
 }
 
 // newTransport returns the transport to the backends: the library's
-// default (256 idle connections per backend, no proxy from the
-// environment) with the configured dial and response-header timeouts.
+// default with the configured dial and response-header timeouts.
 func (c *config) newTransport() *http.Transport {
-	d := &net.Dialer{Timeout: c.Timeouts.UpstreamDial.D(), KeepAlive: 30 * time.Second}
-	return &http.Transport{
-		Proxy:                 nil,
-		DialContext:           d.DialContext,
-		MaxIdleConns:          0, // no global bound; the per-host bound applies
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   5 * time.Second,
-		ResponseHeaderTimeout: c.Timeouts.UpstreamResponseHeader.D(),
-		ExpectContinueTimeout: 1 * time.Second,
-	}
+	tr := lb.NewTransport()
+	tr.DialContext = (&net.Dialer{Timeout: c.Timeouts.UpstreamDial.D(), KeepAlive: 30 * time.Second}).DialContext
+	tr.ResponseHeaderTimeout = c.Timeouts.UpstreamResponseHeader.D()
+	return tr
 }
 
 // options returns the balancer options of c. c must have passed validate.
