@@ -145,20 +145,6 @@ func header(w, h int) *strings.Builder {
 	return &b
 }
 
-// niceMax rounds v up to 1, 2 or 5 × a power of ten.
-func niceMax(v float64) float64 {
-	if v <= 0 {
-		return 1
-	}
-	p := math.Pow(10, math.Floor(math.Log10(v)))
-	for _, m := range []float64{1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10} {
-		if m*p >= v {
-			return m * p
-		}
-	}
-	return 10 * p
-}
-
 // cpuChart is a horizontal bar chart per panel, on a common scale.
 func cpuChart(panels []panel) string {
 	var top float64
@@ -167,14 +153,15 @@ func cpuChart(panels []panel) string {
 			top = max(top, b.hi)
 		}
 	}
-	top = niceMax(top)
+	step := niceStep(top / 5)
+	top = math.Ceil(top/step) * step
 	plotW := float64(width - labelW - rightPad)
 	x := func(v float64) float64 { return labelW + v/top*plotW }
 	h := 50
 	for _, p := range panels {
-		h += 30 + len(p.bars)*rowH + 10
+		h += 24 + len(p.bars)*rowH + 26
 	}
-	h += 30
+	h += 24
 	b := header(width, h)
 	fmt.Fprintf(b, `<text x="%d" y="22" font-size="15" font-weight="bold">Proxy CPU µs per request (lower is better): median of the reps, whisker min–max</text>`+"\n", 10)
 	y := 50
@@ -198,7 +185,7 @@ func cpuChart(panels []panel) string {
 			y += rowH
 		}
 		// axis
-		for _, t := range ticks(top) {
+		for _, t := range ticks(top, step) {
 			fmt.Fprintf(b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ccc" stroke-dasharray="2,3"/>`+"\n", x(t), y0, x(t), y)
 			fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle" fill="#555" font-size="10">%g</text>`+"\n", x(t), y+12, t)
 		}
@@ -209,8 +196,21 @@ func cpuChart(panels []panel) string {
 	return b.String()
 }
 
-func ticks(top float64) []float64 {
-	step := top / 5
+// niceStep rounds v up to 1, 2 or 5 × a power of ten.
+func niceStep(v float64) float64 {
+	if v <= 0 {
+		return 1
+	}
+	p := math.Pow(10, math.Floor(math.Log10(v)))
+	for _, m := range []float64{1, 2, 5, 10} {
+		if m*p >= v {
+			return m * p
+		}
+	}
+	return 10 * p
+}
+
+func ticks(top, step float64) []float64 {
 	var t []float64
 	for v := 0.0; v <= top+1e-9; v += step {
 		t = append(t, v)
