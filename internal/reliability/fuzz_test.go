@@ -283,7 +283,9 @@ func FuzzS5_RequestThroughBalancer(f *testing.F) {
 		if got := o.Header["X-Forwarded-Proto"]; len(got) != 1 || got[0] != "http" {
 			t.Fatalf("X-Forwarded-Proto %q", got)
 		}
-		if got := o.Header.Get("X-Forwarded-Host"); got != in.Host {
+		// Whitespace around a field value is not part of it (RFC 9110
+		// §5.5), and a recorded request may lose it.
+		if got := o.Header.Get("X-Forwarded-Host"); strings.TrimSpace(got) != strings.TrimSpace(in.Host) {
 			t.Fatalf("X-Forwarded-Host %q, want the client's Host %q", got, in.Host)
 		}
 		for _, k := range []string{"X-Real-Ip", "Forwarded"} {
