@@ -36,6 +36,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -56,6 +57,13 @@ func main() {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\nRun '%s -h' for usage.\n", name, err, name)
 		os.Exit(2)
+	}
+
+	// A proxy's heap is small and short-lived: collecting it less often
+	// saves CPU on every request for a few MiB more memory. GOGC in the
+	// environment still wins.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
 	}
 
 	level := new(slog.LevelVar)
