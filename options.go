@@ -124,8 +124,10 @@ type options struct {
 // WithTransport sets the RoundTripper that carries requests to backends.
 // The default is a private [http.Transport] tuned for a proxy: 256 idle
 // connections per backend, a 5 s dial timeout, a 30 s wait for response
-// headers, no environment proxy; its idle connections are closed by
-// [Balancer.Close]. A transport given here is the caller's to close.
+// headers, no environment proxy, no gzip of its own (see [NewTransport]);
+// its idle connections are closed by [Balancer.Close]. A transport given
+// here is the caller's to close; start from NewTransport to change one
+// setting and keep the others.
 func WithTransport(rt http.RoundTripper) Option {
 	return optionFunc(func(o *options) { o.transport = rt })
 }

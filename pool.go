@@ -152,8 +152,8 @@ func (p *Pool) publishLocked() {
 	}
 }
 
-// attach registers bal for change notices and returns the members at that
-// moment. p.mu must be held for writing.
+// attachLocked registers bal for change notices. p.mu must be held for
+// writing.
 func (p *Pool) attachLocked(bal *Balancer) {
 	p.balancers = append(p.balancers, bal)
 }
