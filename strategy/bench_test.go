@@ -3,6 +3,7 @@ package strategy
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"sync/atomic"
 	"testing"
 )
@@ -79,6 +80,36 @@ func BenchmarkLeastConn(b *testing.B) {
 // from a request header, and hashing the key.
 func BenchmarkConsistentHash(b *testing.B) {
 	benchPick(b, func() Strategy { return NewConsistentHash(headerKey) })
+}
+
+// peerKeyRequests carry, as their URL path, the keys that
+// ../shared/bench/pick hashes for buraksezer/consistent, maglev and jump
+// ("user-<i*7919>/session/<i>"), so that ConsistentHash/peer-keys compares
+// with those figures like for like: a key that is already a string, hashed
+// and looked up.
+var peerKeyRequests = func() []*http.Request {
+	rs := make([]*http.Request, 1024)
+	for i := range rs {
+		rs[i] = &http.Request{URL: &url.URL{Path: fmt.Sprintf("user-%d/session/%d", i*7919, i)}}
+	}
+	return rs
+}()
+
+// BenchmarkConsistentHashPeerKeys is ConsistentHash at 10 and 1,000
+// members with the key taken from the URL path.
+func BenchmarkConsistentHashPeerKeys(b *testing.B) {
+	for _, n := range []int{10, 1000} {
+		set := newSet(hostEndpoints(n), nil)
+		p := NewConsistentHash(func(r *http.Request) string { return r.URL.Path }).Picker(set)
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			b.ReportAllocs()
+			k := 0
+			for b.Loop() {
+				p.Pick(peerKeyRequests[k&1023], nil)
+				k++
+			}
+		})
+	}
 }
 
 // BenchmarkConsistentHashRing measures building a ring, which happens only

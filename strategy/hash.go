@@ -1,11 +1,9 @@
 package strategy
 
 import (
-	"hash/crc32"
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 )
 
 // ConsistentHash is nginx's hash $key consistent: a ketama ring with 160
@@ -109,7 +107,7 @@ type hashPicker struct {
 func (p *hashPicker) Pick(r *http.Request, tried *Tried) int {
 	if p.ring != nil {
 		if k := p.key(r); k != "" {
-			if m := p.ring.lookup(hashKey(k), p.ok, p.rr.all, tried); m >= 0 {
+			if m := p.ring.lookup(keyCRC(k), p.ok, p.rr.all, tried); m >= 0 {
 				return m
 			}
 			// Only a member without points (all lost to hash
@@ -117,9 +115,4 @@ func (p *hashPicker) Pick(r *http.Request, tried *Tried) int {
 		}
 	}
 	return p.rr.Pick(r, tried)
-}
-
-// hashKey is crc32.ChecksumIEEE(k), without copying k.
-func hashKey(k string) uint32 {
-	return crc32.Update(0, crc32.IEEETable, unsafe.Slice(unsafe.StringData(k), len(k)))
 }

@@ -102,7 +102,7 @@ func TestConsistentHashRing3(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.key, func(t *testing.T) {
-			if h := hashKey(tt.key); h != tt.crc || h != crc32.ChecksumIEEE([]byte(tt.key)) {
+			if h := keyCRC(tt.key); h != tt.crc || h != crc32.ChecksumIEEE([]byte(tt.key)) {
 				t.Errorf("hashKey = %08x; want %08x", h, tt.crc)
 			}
 			j := 0
