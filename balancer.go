@@ -193,6 +193,13 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		b.serveError(w, r, err)
 		return
 	}
+	// An upgrade takes over the connection, and a periodic flush needs a
+	// timer: both are ReverseProxy's to do. Everything else takes the
+	// leaner path of relay, which behaves the same.
+	if b.o.flushInterval <= 0 && !hasToken(r.Header["Connection"], "upgrade") {
+		b.relay(w, r)
+		return
+	}
 	iw := interimWriters.Get().(*interimWriter)
 	iw.ResponseWriter, iw.n1xx = w, 0
 	defer func() {
