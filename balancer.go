@@ -193,10 +193,7 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		b.serveError(w, r, err)
 		return
 	}
-	// An upgrade takes over the connection, and a periodic flush needs a
-	// timer: both are ReverseProxy's to do. Everything else takes the
-	// leaner path of relay, which behaves the same.
-	if b.o.flushInterval <= 0 && !hasToken(r.Header["Connection"], "upgrade") {
+	if b.relays(r) {
 		b.relay(w, r)
 		return
 	}

@@ -119,6 +119,10 @@ type options struct {
 	events         func(Event)
 	trusted        []netip.Prefix
 	now            func() time.Time
+
+	// viaReverseProxy sends every request through httputil.ReverseProxy,
+	// never relay; the tests set it to compare the two paths.
+	viaReverseProxy bool
 }
 
 // WithTransport sets the RoundTripper that carries requests to backends.

@@ -160,6 +160,13 @@ func (b *Balancer) relay(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// relays reports whether r takes the relay path. An upgrade takes over the
+// connection, and a periodic flush needs a timer: both are ReverseProxy's
+// to do.
+func (b *Balancer) relays(r *http.Request) bool {
+	return b.o.flushInterval <= 0 && !b.o.viaReverseProxy && !hasToken(r.Header["Connection"], "upgrade")
+}
+
 // copyBody copies the response body to the client with a pooled buffer,
 // flushing after each write if flush is set.
 func (b *Balancer) copyBody(w http.ResponseWriter, src io.Reader, flush bool) error {
