@@ -13,9 +13,11 @@
 // The request path takes no lock shared by all requests: every change of
 // membership or health is made under the pool's lock and publishes an
 // immutable snapshot, and a request does one atomic load and then asks the
-// strategy's picker. Proxying is [httputil.ReverseProxy] with a Rewrite
-// hook, so hop-by-hop headers, trailers, streaming and protocol upgrades
-// behave as the standard library defines.
+// strategy's picker. Proxying does what [httputil.ReverseProxy] does with
+// a Rewrite hook, so hop-by-hop headers, trailers, streaming and protocol
+// upgrades behave as the standard library defines: requests that upgrade
+// the connection or need a periodic flush go through ReverseProxy, and
+// the others through a leaner copy of its steps.
 package lb
 
 import (

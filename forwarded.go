@@ -26,9 +26,10 @@ func WithTrustedProxies(prefixes ...netip.Prefix) Option {
 	})
 }
 
-// rewrite is the ReverseProxy's Rewrite hook. ReverseProxy has already
-// removed hop-by-hop headers, Forwarded and X-Forwarded-* from pr.Out, so a
-// client's "Connection: X-Forwarded-For" cannot remove what is set here.
+// rewrite is the ReverseProxy's Rewrite hook, which relay calls too. Both
+// have already removed hop-by-hop headers, Forwarded and X-Forwarded-*
+// from pr.Out, so a client's "Connection: X-Forwarded-For" cannot remove
+// what is set here.
 // The target URL is set per attempt by attemptTransport, since a retry
 // goes to another backend.
 func (b *Balancer) rewrite(pr *httputil.ProxyRequest) {

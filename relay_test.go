@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"reflect"
 	"sort"
 	"strings"
@@ -408,5 +409,186 @@ func TestHasTokenAndEventStream(t *testing.T) {
 		if got := isEventStream(http.Header{"Content-Type": {v}}); got != want {
 			t.Errorf("isEventStream(%q) = %t; want %t", v, got, want)
 		}
+	}
+}
+
+// recordingTransport answers every request with a copy of resp's header
+// and remembers what it was sent.
+type recordingTransport struct {
+	respHeader http.Header
+	mu         sync.Mutex
+	sent       []string
+}
+
+func (rt *recordingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body != nil {
+		io.Copy(io.Discard, r.Body)
+	}
+	rt.mu.Lock()
+	rt.sent = append(rt.sent, fmt.Sprintf("%s %s host=%q %v", r.Method, r.URL, r.Host, r.Header))
+	rt.mu.Unlock()
+	return &http.Response{
+		StatusCode: 200, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: rt.respHeader.Clone(), Body: io.NopCloser(strings.NewReader("answer")), ContentLength: 6, Request: r,
+	}, nil
+}
+
+// fuzzHeader reads "Key: value" lines into a header, keys as written.
+func fuzzHeader(s string) http.Header {
+	h := http.Header{}
+	for line := range strings.SplitSeq(s, "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && k != "" {
+			h[k] = append(h[k], strings.TrimSpace(v))
+		}
+	}
+	return h
+}
+
+// FuzzRelayMatchesReverseProxy sends a request with fuzzed headers and
+// query, answered with fuzzed response headers, down both paths, and
+// compares what the transport was sent and what the client got.
+func FuzzRelayMatchesReverseProxy(f *testing.F) {
+	f.Add("Connection: X-A, keep-alive\nX-A: 1\nTe: trailers\nX-Forwarded-For: 1.2.3.4\nkeep-alive: x", "a=1;b=2",
+		"Connection: X-B\nX-B: 2\nContent-Type: text/event-stream\nTrailer: X-T")
+	f.Add("Forwarded: for=x\nX-Real-Ip: 1\nUser-Agent: u", "q=%zz&r=1", "Keep-Alive: 1\nproxy-authenticate: x\nSet-Cookie: a=1\nSet-Cookie: b=2")
+	f.Add("Te: gzip, TRAILERS ,x\nConnection: te, Upgrade\nUpgrade: websocket", "", "Content-Type: Text/Event-Stream;x")
+	f.Fuzz(func(t *testing.T, reqHeader, query, respHeader string) {
+		results := [2]string{}
+		for i, via := range []bool{false, true} {
+			rt := &recordingTransport{respHeader: fuzzHeader(respHeader)}
+			be, err := NewBackend("http://127.0.0.1:9/base")
+			if err != nil {
+				t.Fatal(err)
+			}
+			pool, err := NewPool(be)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bal := New(pool, RoundRobin(), WithTransport(rt), optionFunc(func(o *options) { o.viaReverseProxy = via }))
+			h := fuzzHeader(reqHeader)
+			if hasToken(h["Connection"], "upgrade") {
+				delete(h, "Connection") // upgrades always take ReverseProxy
+			}
+			req := &http.Request{
+				Method: "GET", URL: &url.URL{Path: "/p", RawQuery: query}, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+				Header: h, Host: "client.test", RemoteAddr: "127.0.0.1:5555", RequestURI: "/p?" + query,
+			}
+			rec := httptest.NewRecorder()
+			bal.ServeHTTP(rec, req)
+			bal.Close()
+			results[i] = fmt.Sprintf("sent %q\ngot %d %v %q", rt.sent, rec.Code, rec.Header(), rec.Body.String())
+		}
+		if results[0] != results[1] {
+			t.Errorf("relay:\n%s\nReverseProxy:\n%s", results[0], results[1])
+		}
+	})
+}
+
+// trickle returns at most step bytes per Read.
+type trickle struct {
+	data []byte
+	step int
+}
+
+func (t *trickle) Read(p []byte) (int, error) {
+	if len(t.data) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), t.step)], t.data)
+	t.data = t.data[n:]
+	return n, nil
+}
+
+func (t *trickle) Close() error { return nil }
+
+// TestReadSrcFill checks that a body of known length is read until the
+// transport's buffer is full, and any other body as it comes.
+func TestReadSrcFill(t *testing.T) {
+	for _, c := range []struct {
+		fill   bool
+		body   string
+		bufLen int
+		want   []string
+	}{
+		{true, "abcdefghijklmnopq", 10, []string{"abcdefghij", "klmnopq"}},
+		{false, "abcdefghijklmnopq", 10, []string{"abc", "def", "ghi", "jkl", "mno", "pq"}},
+		{true, "ab", 10, []string{"ab"}},
+	} {
+		rb := &replayBody{src: &trickle{data: []byte(c.body), step: 3}, fill: c.fill}
+		var got []string
+		buf := make([]byte, c.bufLen)
+		for {
+			n, err := rb.readSrc(buf)
+			if n > 0 {
+				got = append(got, string(buf[:n]))
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !reflect.DeepEqual(got, c.want) {
+			t.Errorf("fill %t: reads %q; want %q", c.fill, got, c.want)
+		}
+	}
+}
+
+// TestChunkedUploadStreams checks that a chunked request body reaches the
+// backend piece by piece: the client sends its second piece only after the
+// backend has read the first, which would deadlock if the proxy held
+// pieces back.
+func TestChunkedUploadStreams(t *testing.T) {
+	got := make(chan string)
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		buf := make([]byte, 64)
+		for {
+			n, err := r.Body.Read(buf)
+			if n > 0 {
+				got <- string(buf[:n])
+			}
+			if err != nil {
+				close(got)
+				return
+			}
+		}
+	}))
+	defer upstream.Close()
+	be, _ := NewBackend(upstream.URL)
+	pool, _ := NewPool(be)
+	bal := New(pool, RoundRobin())
+	defer bal.Close()
+	front := httptest.NewServer(bal)
+	defer front.Close()
+
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest("POST", front.URL, pr) // no length: chunked
+	done := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	for _, piece := range []string{"first piece", "second piece"} {
+		if _, err := io.WriteString(pw, piece); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case s := <-got:
+			if s != piece {
+				t.Fatalf("backend read %q; want %q", s, piece)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("backend did not get %q while the client waited for it", piece)
+		}
+	}
+	pw.Close()
+	for range got {
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
