@@ -3,6 +3,7 @@ package strategy
 import (
 	"net/http"
 	"sync"
+	"sync/atomic"
 )
 
 // LeastConn is nginx's weighted least connections
@@ -28,8 +29,9 @@ import (
 // smooth-weighted state starts afresh. The smooth-weighted state is separate
 // from any SmoothWeighted's.
 //
-// Each pick takes a mutex for one O(n) pass, and Done takes it to uncount
-// the request. A LeastConn and its pickers are safe for concurrent use; the
+// Each pick takes a mutex for one O(n) pass. Done uncounts the request
+// with one atomic add, without the mutex, which it takes only for a
+// Failure that lowers an effective weight. A LeastConn and its pickers are safe for concurrent use; the
 // zero value is ready to use.
 type LeastConn struct {
 	// mu guards state, and every member state reachable from this
@@ -49,11 +51,25 @@ var (
 // NewLeastConn returns a weighted least-connections strategy.
 func NewLeastConn() *LeastConn { return &LeastConn{} }
 
-// lcState is one member's state. The strategy's mutex guards it.
+// lcState is one member's state. The strategy's mutex guards it, except
+// done, which Done adds to without the lock: the count in flight is
+// picked-done, two counters so that uncounting needs no lock.
 type lcState struct {
 	smooth
-	conns int  // requests in flight: picked and not yet Done, never below 0
-	gone  bool // dropped from All, kept only for its in-flight count
+	picked int          // requests picked
+	done   atomic.Int64 // requests Done; picked-done are in flight
+	gone   bool         // dropped from All, kept only for its in-flight count
+}
+
+// inFlight returns the requests in flight. A Done with nothing in flight
+// is ignored: picked catches up with done. The caller holds the mutex.
+func (s *lcState) inFlight() int {
+	c := s.picked - int(s.done.Load())
+	if c < 0 {
+		s.picked -= c
+		c = 0
+	}
+	return c
 }
 
 // Picker returns a picker over set that shares lc's per-member state.
@@ -92,7 +108,7 @@ func (lc *LeastConn) Picker(set *Set) Picker {
 		p.st[i] = st
 	}
 	for e, st := range lc.state {
-		if _, ok := next[e]; !ok && st.conns > 0 {
+		if _, ok := next[e]; !ok && st.inFlight() > 0 {
 			st.gone = true
 			next[e] = st
 		}
@@ -129,66 +145,91 @@ type lcPicker struct {
 
 // lcItem is one usable member, laid out for the scan.
 type lcItem struct {
-	st *lcState
-	e  Endpoint
-	w  int // Weights[i]
-	i  int // position in All
+	st    *lcState
+	e     Endpoint
+	w     int // Weights[i]
+	i     int // position in All
+	added int // the ew its last §1 step added; under the mutex
 }
 
-// Pick implements [Picker]: the §3 scan, then the §1 pass over the tie if
-// there is one, and the count of the chosen member goes up by one, all
-// under one lock.
+// Pick implements [Picker]: the §3 scan and the §1 pass over the members
+// tied with the best, and the count of the chosen member goes up by one,
+// all under one lock.
+//
+// The scan and the pass are fused into one walk. Each member tied with the
+// best so far gets its §1 step at once; when a strictly better member turns
+// up, the steps of the old tie are undone (each item remembers the ew it
+// added) and the new best starts a new tie. A best that stays unique has
+// its step undone at the end, since nginx runs no pass then. Every member
+// outside the final tie is left exactly as it was, so the result is the
+// two-pass algorithm's, in one pass when everything ties (an idle pool).
 func (p *lcPicker) Pick(_ *http.Request, tried *Tried) int {
 	check := tried.Len() > 0
 	p.mu.Lock()
-	// best is the first member with the least conns/w; many reports
-	// whether another member has the same ratio.
-	best, many := -1, false
+	best, top, ties, total := -1, -1, 0, 0
+	var bc, bw int // conns and weight of best
+	var topSt *lcState
 	for k := range p.items {
 		it := &p.items[k]
 		if check && tried.Has(it.e) {
 			continue
 		}
-		if best < 0 {
-			best = k
-			continue
+		st := it.st
+		c := st.inFlight()
+		if best >= 0 {
+			l, r := c*bw, bc*it.w
+			if l > r {
+				continue
+			}
+			if l == r {
+				it.added = st.add(it.w, p.scale)
+				total += it.added
+				ties++
+				if st.cw > topSt.cw {
+					top, topSt = k, st
+				}
+				continue
+			}
+			p.undo(best, k, bc, bw, check, tried)
 		}
-		b := &p.items[best]
-		l, r := it.st.conns*b.w, b.st.conns*it.w
-		if l < r {
-			best, many = k, false
-		} else if l == r {
-			many = true
-		}
+		best, bc, bw = k, c, it.w
+		it.added = st.add(it.w, p.scale)
+		total, ties, top, topSt = it.added, 1, k, st
 	}
 	if best < 0 {
 		p.mu.Unlock()
 		return -1
 	}
-	total := 0
-	if many {
-		// The §1 pass over the members tied with best, from best on;
-		// a member tied with the first best is tied with any later one.
-		for k := best; k < len(p.items); k++ {
-			it := &p.items[k]
-			if check && tried.Has(it.e) {
-				continue
-			}
-			b := &p.items[best]
-			if it.st.conns*b.w != b.st.conns*it.w {
-				continue
-			}
-			total += it.st.add(it.w, p.scale)
-			if it.st.cw > b.st.cw {
-				best = k
-			}
+	if ties == 1 {
+		p.items[best].unadd()
+		total = 0
+	}
+	topSt.cw -= total
+	topSt.picked++
+	i := p.items[top].i
+	p.mu.Unlock()
+	return i
+}
+
+// undo takes back the §1 steps of the members in items[from:to] tied with
+// conns bc and weight bw.
+func (p *lcPicker) undo(from, to, bc, bw int, check bool, tried *Tried) {
+	for k := from; k < to; k++ {
+		it := &p.items[k]
+		if check && tried.Has(it.e) {
+			continue
+		}
+		if it.st.inFlight()*bw == bc*it.w {
+			it.unadd()
 		}
 	}
-	b := &p.items[best]
-	b.st.cw -= total
-	b.st.conns++
-	p.mu.Unlock()
-	return b.i
+}
+
+// unadd takes back the §1 step that added it.added: cw loses it, and ew,
+// which the step may have raised, goes back to it.
+func (it *lcItem) unadd() {
+	it.st.cw -= it.added
+	it.st.ew = it.added
 }
 
 // Done implements [Observer]: it uncounts the request (a Done with nothing
@@ -203,12 +244,10 @@ func (p *lcPicker) Done(i int, r Result) {
 		d = p.weights[i] / p.maxFails
 	}
 	st := p.st[i]
-	p.mu.Lock()
-	if st.conns > 0 {
-		st.conns--
-	}
+	st.done.Add(1)
 	if d > 0 {
+		p.mu.Lock()
 		st.fail(d)
+		p.mu.Unlock()
 	}
-	p.mu.Unlock()
 }

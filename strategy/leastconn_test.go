@@ -14,7 +14,7 @@ func lcConns(p Picker) []int {
 	defer lp.mu.Unlock()
 	c := make([]int, len(lp.st))
 	for i, st := range lp.st {
-		c[i] = st.conns
+		c[i] = st.inFlight()
 	}
 	return c
 }
@@ -25,7 +25,7 @@ func lcSetConns(p Picker, conns []int) {
 	lp.mu.Lock()
 	defer lp.mu.Unlock()
 	for i, c := range conns {
-		lp.st[i].conns = c
+		lp.st[i].picked = c + int(lp.st[i].done.Load())
 	}
 }
 
