@@ -346,13 +346,11 @@ func checkUpgrade(req *http.Request, resp *http.Response) error {
 	return nil
 }
 
+// upgradeType returns the protocol h asks to switch to, if its Connection
+// header has the upgrade token.
 func upgradeType(h http.Header) string {
-	for _, v := range h["Connection"] {
-		for _, tok := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
-				return h.Get("Upgrade")
-			}
-		}
+	if hasToken(h["Connection"], "upgrade") {
+		return h.Get("Upgrade")
 	}
 	return ""
 }

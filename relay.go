@@ -232,7 +232,7 @@ func (t *relayTrace) got1xx(code int, h textproto.MIMEHeader) error {
 			dst.Add(k, v)
 		}
 	}
-	removeHopByHop(dst)
+	stripHopByHop(dst)
 	t.w.WriteHeader(code)
 	clear(dst) // WriteHeader does not clear the map after a 1xx
 	return nil

@@ -2,7 +2,6 @@ package lb
 
 import (
 	"net/http"
-	"strings"
 	"sync"
 )
 
@@ -29,7 +28,7 @@ func (w *interimWriter) WriteHeader(code int) {
 		if w.n1xx > max1xx {
 			return // ReverseProxy clears the header map after us
 		}
-		removeHopByHop(h)
+		stripHopByHop(h)
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
@@ -41,26 +40,4 @@ func (w *interimWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // ResponseController.
 func (w *interimWriter) Flush() {
 	_ = http.NewResponseController(w.ResponseWriter).Flush()
-}
-
-// hopByHop lists the hop-by-hop headers of RFC 9110 §7.6.1 and the ones
-// net/http/httputil strips too.
-var hopByHop = []string{
-	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
-}
-
-// removeHopByHop deletes the headers named in Connection, then the
-// hop-by-hop headers.
-func removeHopByHop(h http.Header) {
-	for _, v := range h["Connection"] {
-		for _, f := range strings.Split(v, ",") {
-			if f = strings.TrimSpace(f); f != "" {
-				h.Del(f)
-			}
-		}
-	}
-	for _, k := range hopByHop {
-		delete(h, k)
-	}
 }
