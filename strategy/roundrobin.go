@@ -41,13 +41,13 @@ type rrPicker struct {
 // not in tried, so a retry goes elsewhere; it returns -1 when every usable
 // member is in tried or none is usable. It never blocks or allocates.
 func (p *rrPicker) Pick(_ *http.Request, tried *Tried) int {
-	n := uint64(len(p.usable))
-	if n == 0 {
+	usable := p.usable
+	if len(usable) == 0 {
 		return -1
 	}
-	i := (p.next.Add(1) - 1) % n
-	if tried.Len() == 0 {
-		return p.usable[i]
+	i := (p.next.Add(1) - 1) % uint64(len(usable))
+	if tried == nil || tried.Len() == 0 {
+		return usable[i]
 	}
 	return p.step(i, tried)
 }
