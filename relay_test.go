@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"net/url"
 	"reflect"
 	"sort"
@@ -195,6 +196,16 @@ var diffCases = []struct {
 		func(t *testing.T, s seenRequest, g gotResponse) {
 			if s.Method != "POST" || s.Body != fmt.Sprintf("%x", sha("hello world")) || g.Body != "plain POST" {
 				t.Errorf("method %s, body %s, answer %q", s.Method, s.Body, g.Body)
+			}
+		}},
+	{"POST with Expect: 100-continue", "POST /plain HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n" +
+		"Connection: close\r\nX-Req: {ID}\r\n\r\nhello",
+		func(t *testing.T, s seenRequest, g gotResponse) {
+			if s.Body != fmt.Sprintf("%x", sha("hello")) || g.Status != 200 || g.Body != "plain POST" {
+				t.Errorf("body %s, answer %d %q", s.Body, g.Status, g.Body)
+			}
+			if len(g.Interim) != 1 || !strings.HasPrefix(g.Interim[0], "100") {
+				t.Errorf("interim %q; want one 100 Continue", g.Interim)
 			}
 		}},
 	{"chunked POST with a trailer", "POST /plain HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTrailer: X-Client-Trailer\r\n" +
@@ -590,5 +601,39 @@ func TestChunkedUploadStreams(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestExpectContinueEndToEnd checks a client that waits for 100 Continue
+// before it sends its body: the proxy must pass the backend's wish to read
+// the body back to the client, on both paths.
+func TestExpectContinueEndToEnd(t *testing.T) {
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "got %q", body)
+	}))
+	defer upstream.Close()
+	be, _ := NewBackend(upstream.URL)
+	pool, _ := NewPool(be)
+	for _, via := range []bool{false, true} {
+		bal := New(pool, RoundRobin(), optionFunc(func(o *options) { o.viaReverseProxy = via }))
+		front := httptest.NewServer(bal)
+		client := &http.Client{Transport: &http.Transport{ExpectContinueTimeout: time.Minute}}
+		var got100 bool
+		ctx := httptrace.WithClientTrace(t.Context(), &httptrace.ClientTrace{Got100Continue: func() { got100 = true }})
+		req, _ := http.NewRequestWithContext(ctx, "PUT", front.URL, strings.NewReader("payload"))
+		req.Header.Set("Expect", "100-continue")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("viaReverseProxy %t: %v", via, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !got100 || resp.StatusCode != 200 || string(b) != `got "payload"` {
+			t.Errorf("viaReverseProxy %t: 100 Continue %t, answer %d %q", via, got100, resp.StatusCode, b)
+		}
+		client.CloseIdleConnections()
+		front.Close()
+		bal.Close()
 	}
 }
