@@ -3,13 +3,16 @@
 # own saturation and its p99 is mostly its queue. Here every target gets the same fixed request
 # rate from bench/cmd/openloop (open loop, latency from each request's scheduled time, as wrk2
 # measures it), set below the saturation of the slowest target, and the percentiles compare the
-# proxies at equal load. Same machine layout as the shared harness: the three backends and the
-# load generator on core 0, the target alone on core 1 with GOMAXPROCS=1, targets interleaved.
+# proxies at equal load. The target runs alone on core 1 with GOMAXPROCS=1, targets interleaved.
+# Core 0 holds the load and the backends. LAYOUT=merged (the default) makes them one process,
+# openloop -serve (GOMAXPROCS=1), so that the kernel never has to share core 0 out between four
+# busy processes in time slices of milliseconds, which is what set the tails with LAYOUT=separate
+# (the shared harness's three backend processes and an openloop process per run).
 #
 #   bench/p99.sh                                   # small, slow1k, post64k; 3 reps
 #   WORKLOADS=small TARGETS="goproxy-bp tinylb" REPS=5 bench/p99.sh
 #
-# Environment: WORKLOADS, TARGETS, REPS (3), DUR (10 s measured after a 2 s warm-up),
+# Environment: LAYOUT (merged), WORKLOADS, TARGETS, REPS (3), DUR (10 s measured after a 2 s warm-up),
 # RATE_SMALL (10000/s, c=64), RATE_SLOW1K (8000/s, c=256), RATE_POST64K (5000/s, c=64), OUTDIR
 # (bench/results/p99), HARNESS (../shared/bench), BIN (/tmp/lbbench/bin). It builds
 # examples/standalone, openloop and the harness's Go programs; it installs nothing (the peers:
@@ -20,7 +23,9 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 HARNESS=${HARNESS:-$ROOT/../shared/bench}
 BIN=${BIN:-/tmp/lbbench/bin}
-OUTDIR=${OUTDIR:-$ROOT/bench/results/p99}
+LAYOUT=${LAYOUT:-merged}
+case $LAYOUT in merged) OUTDIR=${OUTDIR:-$ROOT/bench/results/p99-merged} ;; separate) OUTDIR=${OUTDIR:-$ROOT/bench/results/p99} ;;
+*) echo "p99.sh: LAYOUT is merged or separate" >&2; exit 2 ;; esac
 WORKLOADS=${WORKLOADS:-small slow1k post64k}
 TARGETS=${TARGETS:-goproxy-bp tinylb oxy caddy haproxy}
 REPS=${REPS:-3}
@@ -62,21 +67,28 @@ ticks() { # utime+stime of every process of session $1
 
 OUT=$OUTDIR/p99.tsv
 [ -s "$OUT" ] || printf 'workload\ttarget\trep\trate\tachieved\treqs\terrors\tp50_us\tp90_us\tp99_us\tp999_us\tmax_us\tcpu_us_req\n' >"$OUT"
-echo "$(date -u +%FT%TZ) p99.sh WORKLOADS='$WORKLOADS' REPS=$REPS DUR=$DUR targets: $TARGETS; tinylb at $(git -C "$ROOT" rev-parse --short HEAD)" >>"$OUTDIR/runs.log"
+echo "$(date -u +%FT%TZ) p99.sh LAYOUT=$LAYOUT WORKLOADS='$WORKLOADS' REPS=$REPS DUR=$DUR targets: $TARGETS; tinylb at $(git -C "$ROOT" rev-parse --short HEAD)" >>"$OUTDIR/runs.log"
 
 for w in $WORKLOADS; do
 	case $w in
-	small) BFLAGS=""; RATE=${RATE_SMALL:-10000}; CONNS=64; BODY=0 ;;
-	slow1k) BFLAGS="-size 1024 -delay 10ms"; RATE=${RATE_SLOW1K:-8000}; CONNS=256; BODY=0 ;;
-	post64k) BFLAGS=""; RATE=${RATE_POST64K:-5000}; CONNS=64; BODY=65536 ;;
+	small) BFLAGS=""; SFLAGS=""; RATE=${RATE_SMALL:-10000}; CONNS=64; BODY=0 ;;
+	slow1k) BFLAGS="-size 1024 -delay 10ms"; SFLAGS="-serve-size 1024 -serve-delay 10ms"; RATE=${RATE_SLOW1K:-8000}; CONNS=256; BODY=0 ;;
+	post64k) BFLAGS=""; SFLAGS=""; RATE=${RATE_POST64K:-5000}; CONNS=64; BODY=65536 ;;
 	*) echo "p99.sh: unknown workload $w" >&2; exit 2 ;;
 	esac
 	BE=()
-	for i in 0 1 2; do
+	if [ "$LAYOUT" = merged ]; then
 		# shellcheck disable=SC2086
-		start 0 env GOMAXPROCS=1 "$BIN/backend" -addr "127.0.0.1:${BP[$i]}" -name "b$((i + 1))" $BFLAGS
+		start 0 env GOMAXPROCS=1 "$BIN/openloop" -serve "127.0.0.1:${BP[0]},127.0.0.1:${BP[1]},127.0.0.1:${BP[2]}" \
+			$SFLAGS -control 127.0.0.1:18099
 		BE+=("$LAST")
-	done
+	else
+		for i in 0 1 2; do
+			# shellcheck disable=SC2086
+			start 0 env GOMAXPROCS=1 "$BIN/backend" -addr "127.0.0.1:${BP[$i]}" -name "b$((i + 1))" $BFLAGS
+			BE+=("$LAST")
+		done
+	fi
 	for i in 0 1 2; do ready "${BP[$i]}" || { echo "p99.sh: backend ${BP[$i]} did not start" >&2; exit 1; }; done
 	for rep in $(seq "$REPS"); do
 		for t in $TARGETS; do
@@ -89,8 +101,12 @@ for w in $WORKLOADS; do
 			tp=$LAST
 			if ! ready "$PORT"; then echo "p99.sh: $t did not answer" >&2; stop "$tp"; continue; fi
 			c0=$(ticks "$tp")
-			line=$(taskset -c 0 env GOMAXPROCS=1 "$BIN/openloop" -url "http://127.0.0.1:$PORT/" -rate "$RATE" \
-				-duration "${DUR}s" -warmup 2s -conns "$CONNS" -body "$BODY")
+			if [ "$LAYOUT" = merged ]; then
+				line=$(curl -sf -m $((DUR + 60)) "http://127.0.0.1:18099/run?url=http://127.0.0.1:$PORT/&rate=$RATE&duration=${DUR}s&warmup=2s&conns=$CONNS&body=$BODY")
+			else
+				line=$(taskset -c 0 env GOMAXPROCS=1 "$BIN/openloop" -url "http://127.0.0.1:$PORT/" -rate "$RATE" \
+					-duration "${DUR}s" -warmup 2s -conns "$CONNS" -body "$BODY")
+			fi
 			c1=$(ticks "$tp")
 			stop "$tp"
 			[ -n "$line" ] || { echo "p99.sh: $t: no result" >&2; continue; }

@@ -16,17 +16,32 @@
 //
 // Output is one tab-separated line: rate, achieved rate, requests, errors,
 // p50, p90, p99, p99.9 and max in microseconds.
+//
+// With -serve, openloop also plays the backends (the shared harness's
+// backend: -serve-size bytes, or "hello from bN", after -serve-delay,
+// request bodies drained) on the listed addresses, and with -control it
+// stays up and runs one measurement per GET /run?url=&rate=&duration=&
+// conns=&body= on that address, answering with the result line. One
+// process for the load and the backends, on one core, leaves the kernel
+// nothing to share that core out between: the latency it measures is the
+// target's and the Go scheduler's, not a time slice lost to a neighbour.
+//
+//	openloop -serve 127.0.0.1:18081,127.0.0.1:18082 -control 127.0.0.1:18099
 package main
 
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,7 +55,23 @@ func main() {
 	conns := flag.Int("conns", 64, "connections (and requests in flight) at most")
 	body := flag.Int("body", 0, "POST a body of this many bytes (0: GET)")
 	header := flag.Bool("header", false, "print the column names first")
+	serve := flag.String("serve", "", "comma-separated `addresses` to serve as backends")
+	serveSize := flag.Int("serve-size", 0, "backend answer size in bytes (0: \"hello from bN\\n\")")
+	serveDelay := flag.Duration("serve-delay", 0, "backend latency per request")
+	control := flag.String("control", "", "`address` to take GET /run requests on; openloop then runs until killed")
 	flag.Parse()
+	if *serve != "" {
+		for i, addr := range strings.Split(*serve, ",") {
+			if err := serveBackend(addr, fmt.Sprint("b", i+1), *serveSize, *serveDelay); err != nil {
+				fmt.Fprintln(os.Stderr, "openloop:", err)
+				os.Exit(1)
+			}
+		}
+	}
+	if *control != "" {
+		fmt.Fprintln(os.Stderr, "openloop:", serveControl(*control))
+		os.Exit(1)
+	}
 	if *target == "" || *rate <= 0 || *conns <= 0 || *duration <= 0 {
 		fmt.Fprintln(os.Stderr, "openloop: -url, a positive -rate, -conns and -duration are required")
 		os.Exit(2)
@@ -159,4 +190,60 @@ func send(ctx context.Context, c *http.Client, target string, payload []byte) er
 		err = fmt.Errorf("status %d", resp.StatusCode)
 	}
 	return err
+}
+
+// serveBackend answers every request on addr as the shared harness's
+// backend does: 200, its body, after delay; request bodies are drained.
+func serveBackend(addr, name string, size int, delay time.Duration) error {
+	body := []byte("hello from " + name + "\n")
+	if size > 0 {
+		body = bytes.Repeat([]byte("x"), size)
+		body[len(body)-1] = '\n'
+	}
+	clen := strconv.Itoa(len(body))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		ReadHeaderTimeout: 10 * time.Second,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			if delay > 0 {
+				time.Sleep(delay)
+			}
+			h := w.Header()
+			h["Content-Type"] = []string{"text/plain"}
+			h["Content-Length"] = []string{clen}
+			w.Write(body)
+		}),
+	}
+	go srv.Serve(ln)
+	return nil
+}
+
+// serveControl runs one measurement per GET /run and answers with its
+// result line; it returns only if it cannot listen.
+func serveControl(addr string) error {
+	var mu sync.Mutex // one measurement at a time
+	return http.ListenAndServe(addr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		rate, err1 := strconv.ParseFloat(q.Get("rate"), 64)
+		dur, err2 := time.ParseDuration(q.Get("duration"))
+		warm, err3 := time.ParseDuration(q.Get("warmup"))
+		conns, err4 := strconv.Atoi(q.Get("conns"))
+		body, err5 := strconv.Atoi(q.Get("body"))
+		if err := errors.Join(err1, err2, err3, err4, err5); err != nil || q.Get("url") == "" || rate <= 0 || conns <= 0 || dur <= 0 {
+			http.Error(w, fmt.Sprintf("want url, rate, duration, warmup, conns, body: %v", err), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		res, err := run(q.Get("url"), rate, warm, dur, conns, body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		fmt.Fprintln(w, res)
+	}))
 }
