@@ -637,3 +637,72 @@ func TestExpectContinueEndToEnd(t *testing.T) {
 		bal.Close()
 	}
 }
+
+// TestRelayHTTP2Front sends HTTP/2 requests (a body of unknown length, a
+// response with trailers, a server-sent event stream) through a TLS front
+// on both paths: the backend side is HTTP/1.1, so lengths, chunking and
+// trailers are translated, and both paths must agree.
+func TestRelayHTTP2Front(t *testing.T) {
+	be := &diffBackend{seen: map[string]seenRequest{}}
+	upstream := httptest.NewServer(be)
+	defer upstream.Close()
+	backend, _ := NewBackend(upstream.URL)
+	pool, _ := NewPool(backend)
+	type result struct {
+		Proto, Body, Trailer, SeenBody string
+		Status                         int
+	}
+	var results [2][]result
+	for i, via := range []bool{false, true} {
+		bal := New(pool, RoundRobin(), optionFunc(func(o *options) { o.viaReverseProxy = via }))
+		front := httptest.NewUnstartedServer(bal)
+		front.EnableHTTP2 = true
+		front.StartTLS()
+		client := front.Client()
+		for n, c := range []struct{ method, path, body string }{
+			{"POST", "/plain", "streamed without a length"},
+			{"GET", "/trailers", ""},
+			{"GET", "/sse", ""},
+		} {
+			id := fmt.Sprint("h2-", via, n)
+			var body io.Reader
+			if c.body != "" {
+				body = io.MultiReader(strings.NewReader(c.body)) // no length: the request streams
+			}
+			req, _ := http.NewRequest(c.method, front.URL+c.path, body)
+			req.Header.Set("X-Req", id)
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatalf("viaReverseProxy %t, %s %s: %v", via, c.method, c.path, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			be.mu.Lock()
+			seen := be.seen[id]
+			be.mu.Unlock()
+			r := result{Proto: resp.Proto, Status: resp.StatusCode, Body: string(b), Trailer: fmt.Sprint(resp.Trailer), SeenBody: seen.Body}
+			if r.Proto != "HTTP/2.0" || r.Status != 200 {
+				t.Errorf("viaReverseProxy %t, %s %s: %s %d", via, c.method, c.path, r.Proto, r.Status)
+			}
+			results[i] = append(results[i], r)
+		}
+		client.CloseIdleConnections()
+		front.Close()
+		bal.Close()
+	}
+	want := []string{"plain POST", "body with trailers", "data: 0\n\ndata: 1\n\ndata: 2\n\n"}
+	for n, r := range results[0] {
+		if r.Body != want[n] {
+			t.Errorf("request %d: body %q; want %q", n, r.Body, want[n])
+		}
+	}
+	if results[0][0].SeenBody != fmt.Sprintf("%x", sha("streamed without a length")) {
+		t.Errorf("the backend got body %s", results[0][0].SeenBody)
+	}
+	if !strings.Contains(results[0][1].Trailer, "X-Sum:[abc]") {
+		t.Errorf("trailers over HTTP/2: %s", results[0][1].Trailer)
+	}
+	if !reflect.DeepEqual(results[0], results[1]) {
+		t.Errorf("relay %+v\nReverseProxy %+v", results[0], results[1])
+	}
+}
