@@ -204,9 +204,10 @@ func (b *Balancer) copyBody(w http.ResponseWriter, src io.Reader, flush bool) er
 
 // relayTrace relays the informational (1xx) responses a backend sends
 // before its final answer, as ReverseProxy does, with the guard of
-// [interimWriter]: hop-by-hop headers are stripped and at most max1xx
-// are relayed. Once RoundTrip has returned it relays nothing, because the
-// handler owns the header map again.
+// [interimWriter]: hop-by-hop headers are stripped, at most max1xx are
+// relayed, and 100 Continue is left to the server. Once RoundTrip has
+// returned it relays nothing, because the handler owns the header map
+// again.
 type relayTrace struct {
 	trace httptrace.ClientTrace
 	w     http.ResponseWriter
@@ -219,7 +220,11 @@ type relayTrace struct {
 func (t *relayTrace) got1xx(code int, h textproto.MIMEHeader) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.closed {
+	if t.closed || code == http.StatusContinue {
+		// The server answers a client's Expect: 100-continue itself
+		// when the body is first read, which the transport does once
+		// the backend has sent its 100; relaying that 100 as well made
+		// two, when the server's went out first.
 		return nil
 	}
 	t.n1xx++

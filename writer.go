@@ -12,7 +12,8 @@ const max1xx = 5
 // interimWriter is the ResponseWriter the ReverseProxy writes to. It guards
 // informational responses, which ReverseProxy relays as they are: it strips
 // their hop-by-hop headers (golang/go#81319) and drops those past max1xx, so
-// that a backend cannot flood a client with them. Everything else passes
+// that a backend cannot flood a client with them, and a backend's 100
+// Continue, which the server sends itself. Everything else passes
 // through; Unwrap keeps flushing and hijacking working.
 type interimWriter struct {
 	http.ResponseWriter
@@ -22,6 +23,9 @@ type interimWriter struct {
 var interimWriters = sync.Pool{New: func() any { return new(interimWriter) }}
 
 func (w *interimWriter) WriteHeader(code int) {
+	if code == http.StatusContinue {
+		return // the server sends its own (see relayTrace.got1xx)
+	}
 	if code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
 		h := w.ResponseWriter.Header()
 		w.n1xx++
