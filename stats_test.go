@@ -3,6 +3,8 @@ package lb_test
 import (
 	"encoding/json"
 	"expvar"
+	"fmt"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tinylb/lb"
@@ -34,10 +36,13 @@ func TestStatsAndExpvar(t *testing.T) {
 		t.Fatalf("latency: histogram total %d, EWMA %v, sum %v", n, bs.LatencyEWMA, bs.LatencySum)
 	}
 
-	if err := bal.PublishExpvar("tinylb_test"); err != nil {
+	// expvar names live as long as the process: a fresh one per run
+	// keeps go test -count N passing.
+	name := fmt.Sprintf("tinylb_test_%d", expvarRuns.Add(1))
+	if err := bal.PublishExpvar(name); err != nil {
 		t.Fatal(err)
 	}
-	if err := bal.PublishExpvar("tinylb_test"); err == nil {
+	if err := bal.PublishExpvar(name); err == nil {
 		t.Fatal("publishing a taken name succeeded")
 	}
 	var got struct {
@@ -47,10 +52,12 @@ func TestStatsAndExpvar(t *testing.T) {
 		}
 		Requests int64
 	}
-	if err := json.Unmarshal([]byte(expvar.Get("tinylb_test").String()), &got); err != nil {
+	if err := json.Unmarshal([]byte(expvar.Get(name).String()), &got); err != nil {
 		t.Fatal(err)
 	}
 	if len(got.Backends) != 1 || got.Backends[0].URL != a.srv.URL || got.Backends[0].State != "up" || got.Requests != 10 {
 		t.Fatalf("expvar JSON %+v", got)
 	}
 }
+
+var expvarRuns atomic.Int64
