@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/tinylb/lb"
 )
 
@@ -109,9 +111,7 @@ func (b *upstream) get(t testing.TB, id string) seenReq {
 			found = append(found, s)
 		}
 	}
-	if len(found) != 1 {
-		t.Fatalf("backend %s saw request %q %d times; want 1", b.name, id, len(found))
-	}
+	require.Lenf(t, found, 1, "backend %s saw request %q %d times; want 1", b.name, id, len(found))
 	return found[0]
 }
 
@@ -121,9 +121,7 @@ func (b *upstream) count() int { return int(b.total.Load()) }
 func backendFor(t testing.TB, rawURL string, opts ...lb.BackendOption) *lb.Backend {
 	t.Helper()
 	be, err := lb.NewBackend(rawURL, opts...)
-	if err != nil {
-		t.Fatalf("NewBackend(%q): %v", rawURL, err)
-	}
+	require.NoErrorf(t, err, "NewBackend(%q)", rawURL)
 	return be
 }
 
@@ -135,9 +133,7 @@ func poolOf(t testing.TB, urls ...string) (*lb.Pool, []*lb.Backend) {
 		bes[i] = backendFor(t, u)
 	}
 	p, err := lb.NewPool(bes...)
-	if err != nil {
-		t.Fatalf("NewPool: %v", err)
-	}
+	require.NoError(t, err, "NewPool")
 	return p, bes
 }
 
@@ -165,11 +161,7 @@ func serveGateway(t testing.TB, bal *lb.Balancer, h http.Handler) *gateway {
 	t.Helper()
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}
 	t.Cleanup(tr.CloseIdleConnections)
-	t.Cleanup(func() {
-		if err := bal.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
+	t.Cleanup(func() { require.NoError(t, bal.Close(), "Close") })
 	if h == nil {
 		h = bal
 	}
@@ -223,9 +215,7 @@ func (f *gateway) do(ctx context.Context, method, path, id string, body []byte, 
 func (f *gateway) mustDo(t testing.TB, method, path, id string, body []byte, hdr http.Header) outcome {
 	t.Helper()
 	r, err := f.do(context.Background(), method, path, id, body, hdr)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
+	require.NoErrorf(t, err, "%s %s", method, path)
 	return r
 }
 
@@ -234,9 +224,7 @@ func (f *gateway) mustDo(t testing.TB, method, path, id string, body []byte, hdr
 func (f *gateway) served(t testing.TB, hdr http.Header) string {
 	t.Helper()
 	r := f.mustDo(t, http.MethodGet, "/", "", nil, hdr)
-	if r.status != http.StatusOK {
-		t.Fatalf("GET: status %d, body %q; want 200", r.status, r.body)
-	}
+	require.Equalf(t, http.StatusOK, r.status, "GET: body %q", r.body)
 	name, _, _ := strings.Cut(string(r.body), "|")
 	return name
 }
@@ -321,8 +309,6 @@ func (c *errRecorder) all() []error {
 func (c *errRecorder) only(t testing.TB) error {
 	t.Helper()
 	errs := c.all()
-	if len(errs) != 1 {
-		t.Fatalf("ErrorHandler called %d times (%v); want once", len(errs), errs)
-	}
+	require.Lenf(t, errs, 1, "ErrorHandler calls: %v", errs)
 	return errs[0]
 }
