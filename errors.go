@@ -1,6 +1,15 @@
 package lb
 
-import "errors"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+)
 
 // Sentinel errors. Errors returned by this package wrap one of them, so
 // callers can test with [errors.Is].
@@ -23,3 +32,84 @@ var (
 	// ErrClosed: the balancer was closed. It answers 503.
 	ErrClosed = errors.New("lb: balancer closed")
 )
+
+// errNoBackendLeft ends the retry loop when every usable backend was tried.
+var errNoBackendLeft = errors.New("no backend left to try")
+
+// clientBodyError is a request that failed because reading the client's
+// body failed. The balancer answers 400.
+type clientBodyError struct{ err error }
+
+func (e *clientBodyError) Error() string { return "lb: reading the request body: " + e.err.Error() }
+func (e *clientBodyError) Unwrap() error { return e.err }
+
+// attemptsError wraps the last attempt's error in ErrAttemptsFailed.
+type attemptsError struct {
+	n   int
+	err error
+}
+
+func (e *attemptsError) Error() string {
+	return fmt.Sprintf("lb: all attempts failed (%d tried): %v", e.n, e.err)
+}
+
+func (e *attemptsError) Unwrap() []error { return []error{ErrAttemptsFailed, e.err} }
+
+// serveError answers a request the balancer could not serve.
+func (b *Balancer) serveError(w http.ResponseWriter, r *http.Request, err error) {
+	status := http.StatusBadGateway
+	var cbe *clientBodyError
+	switch {
+	case errors.As(err, &cbe) && r.Context().Err() == nil:
+		status = http.StatusBadRequest
+	case r.Context().Err() != nil && !errors.Is(err, ErrNoHealthyBackend):
+		// The client went away: not a backend failure. 499 is what nginx
+		// logs for it; nobody will read the answer.
+		status = 499
+		if !errors.Is(err, context.Canceled) {
+			err = fmt.Errorf("%w: %w", context.Canceled, err)
+		}
+	case errors.Is(err, ErrNoHealthyBackend), errors.Is(err, ErrClosed):
+		status = http.StatusServiceUnavailable
+	case isTimeout(err):
+		status = http.StatusGatewayTimeout
+	}
+	if cbe != nil && status != http.StatusBadRequest {
+		status = 499 // a client that hung up mid-upload
+	}
+	if !errors.Is(err, ErrAttemptsFailed) && status == http.StatusBadGateway {
+		err = &attemptsError{n: 1, err: err}
+	}
+	switch status {
+	case http.StatusServiceUnavailable:
+		b.stats.unavailable.Add(1)
+	case http.StatusBadGateway, http.StatusGatewayTimeout:
+		b.stats.failed.Add(1)
+	}
+	if b.log.Enabled(r.Context(), slog.LevelWarn) && status != 499 {
+		b.log.LogAttrs(r.Context(), slog.LevelWarn, "lb: request failed",
+			slog.Int("status", status), slog.String("method", r.Method),
+			slog.String("path", r.URL.Path), slog.String("error", err.Error()))
+	} else if status == 499 {
+		b.log.LogAttrs(r.Context(), slog.LevelDebug, "lb: client closed request",
+			slog.Int("status", status), slog.String("method", r.Method), slog.String("path", r.URL.Path))
+	}
+	if h := b.o.errorHandler; h != nil {
+		h(w, r, err)
+		return
+	}
+	if status == http.StatusServiceUnavailable && b.o.retryAfter > 0 {
+		secs := max(int64(b.o.retryAfter/time.Second), 1)
+		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	}
+	http.Error(w, http.StatusText(status), status)
+}
+
+// isTimeout reports whether err is a timeout waiting for a backend.
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

@@ -18,7 +18,7 @@ import (
 	"time"
 )
 
-// The relay path (relay.go) must do what httputil.ReverseProxy does. These
+// The relay path (proxy.go) must do what httputil.ReverseProxy does. These
 // tests send the same raw requests through a balancer on each path, to the
 // same backend, and compare what the backend received and what the client
 // got back, byte for byte but for the Date header; then they check the

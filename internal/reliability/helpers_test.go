@@ -52,7 +52,7 @@ type envConfig struct {
 	handler          func(http.Handler) http.Handler
 }
 
-// newTransport mirrors the balancer's default transport (proxy.go
+// newTransport mirrors the balancer's default transport (transport.go
 // newTransport) with d as its dialer.
 func newTransport(d *faultkit.Dialer) *http.Transport {
 	d.Base = net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}

@@ -1,0 +1,420 @@
+package lb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/tinylb/lb/strategy"
+)
+
+// RetryPolicy says when a failed attempt is tried again on another backend.
+// The zero value means the defaults named beside each field. Whatever the
+// policy, an attempt is retried only on a backend the request has not been
+// sent to, never once a byte of the response went to the client, and never
+// after the client went away.
+type RetryPolicy struct {
+	// Tries is the most attempts one request may make, the first included.
+	// Default 3; 1 turns retries off. Never more than the number of
+	// backends that could take the request.
+	Tries int
+	// Timeout bounds the time from the first attempt's start after which no
+	// new attempt starts. Zero means no bound.
+	Timeout time.Duration
+	// Statuses lists upstream response statuses that count as a failed
+	// attempt to retry (for example 502, 503, 504). They are retried only
+	// for idempotent requests whose body can be replayed; when the tries
+	// run out, the client gets the last response. Default: none, as with
+	// nginx's proxy_next_upstream "error timeout".
+	Statuses []int
+	// NonIdempotent lets requests with non-idempotent methods (POST, PATCH,
+	// ...) be retried after they were sent, like nginx's "non_idempotent".
+	// Off by default: such a request is retried only when no byte of it
+	// reached a backend (the connection could not be made).
+	NonIdempotent bool
+	// BodyBuffer is how many bytes of a request body are kept so that the
+	// body can be sent again on a retry. A larger body is streamed and its
+	// request is not retried once sent. Default 1 MiB; negative keeps
+	// nothing.
+	BodyBuffer int64
+	// Budget caps retries in a wide outage, like Envoy's retry budget and
+	// Finagle's: at most Budget × the requests in flight may be retrying
+	// at once (and always at least MinRetries); a request that would go
+	// over gets its failure instead of another try. 0.2 is Envoy's value.
+	// Zero (the default) means no budget: only Tries bounds retries.
+	Budget float64
+	// MinRetries is how many requests may always be retrying at once under
+	// a Budget, however few are in flight. Default 3.
+	MinRetries int
+}
+
+func (p RetryPolicy) withDefaults() RetryPolicy {
+	if p.Tries == 0 {
+		p.Tries = 3
+	}
+	if p.BodyBuffer == 0 {
+		p.BodyBuffer = 1 << 20
+	}
+	if p.BodyBuffer < 0 {
+		p.BodyBuffer = 0
+	}
+	if p.MinRetries == 0 {
+		p.MinRetries = 3
+	}
+	return p
+}
+
+// Validate reports what is wrong with p.
+func (p RetryPolicy) Validate() error {
+	if p.Tries < 0 {
+		return fmt.Errorf("lb: RetryPolicy.Tries %d: must not be negative", p.Tries)
+	}
+	if p.Timeout < 0 {
+		return fmt.Errorf("lb: RetryPolicy.Timeout %v: must not be negative", p.Timeout)
+	}
+	if p.Budget < 0 || p.Budget > 1 || p.Budget != p.Budget {
+		return fmt.Errorf("lb: RetryPolicy.Budget %v: must be between 0 and 1", p.Budget)
+	}
+	if p.MinRetries < 0 {
+		return fmt.Errorf("lb: RetryPolicy.MinRetries %d: must not be negative", p.MinRetries)
+	}
+	for _, s := range p.Statuses {
+		if s < 100 || s > 999 {
+			return fmt.Errorf("lb: RetryPolicy.Statuses: %d is not an HTTP status", s)
+		}
+	}
+	return nil
+}
+
+// attemptTransport is the RoundTripper relay and ReverseProxy use. Each call is
+// one client request: it picks a backend, sends the request, and on
+// failure decides whether it is safe to send it again to another backend.
+// Because RoundTrip returns before anything is written to the
+// client, a retry can never follow a response byte already sent.
+type attemptTransport struct {
+	b    *Balancer
+	base http.RoundTripper
+}
+
+// errTryAgain tells RoundTrip's loop to make another attempt. It never
+// leaves RoundTrip.
+var errTryAgain = errors.New("lb: try another backend")
+
+// RoundTrip makes attempts until one gets an answer to give the client, or
+// the policy says to stop.
+func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	b := t.b
+	l := retryLoop{b: b, base: t.base, req: req, orig: *req.URL, host: req.Host, idempotent: isIdempotent(req)}
+	l.shieldBody()
+	if b.o.retry.Timeout > 0 {
+		l.deadline = b.now().Add(b.o.retry.Timeout)
+	}
+	defer l.end()
+	if b.o.retry.Budget > 0 {
+		b.inflight.Add(1)
+		defer b.inflight.Add(-1)
+	}
+	for {
+		resp, err := l.try()
+		if err != errTryAgain {
+			return resp, err
+		}
+	}
+}
+
+// retryLoop is one client request on its way through its attempts.
+type retryLoop struct {
+	b    *Balancer
+	base http.RoundTripper
+	req  *http.Request
+	// A retry must look to the strategy (a key function) exactly like the
+	// first attempt, so every field SetURL changes is restored from orig
+	// and host before each pick.
+	orig       url.URL
+	host       string
+	idempotent bool
+	deadline   time.Time // no attempt starts after it; zero: no bound
+
+	// body shields the request body from the transport's Close, which
+	// would end it for a retry, and keeps it for a replay when the request
+	// may be retried after it was sent. It shares one allocation with the
+	// first response's tracker, spare.
+	body  *replayBody
+	spare *trackedBody
+
+	// tried holds the backends this request was sent to. Most requests
+	// need one attempt, so it is made only when a second pick comes; until
+	// then first is the one backend tried.
+	tried *strategy.Tried
+	first *Backend
+
+	held     *http.Response // a response with a retryable status, kept in case no retry works
+	lastErr  error
+	attempts int
+	retrying bool // this request holds a slot of the retry budget
+}
+
+// shieldBody sets up the replay body of a request that has one.
+func (l *retryLoop) shieldBody() {
+	req, pol := l.req, &l.b.o.retry
+	if req.Body == nil || req.Body == http.NoBody {
+		return
+	}
+	rs := new(bodyState)
+	l.body, l.spare = &rs.body, &rs.resp
+	l.body.src = req.Body
+	l.body.fill = req.ContentLength > 0
+	if (l.idempotent || pol.NonIdempotent) && pol.Tries > 1 && req.Header.Get("Upgrade") == "" {
+		l.body.limit = pol.BodyBuffer
+		if req.ContentLength > 0 && req.ContentLength <= l.body.limit {
+			l.body.buf = make([]byte, 0, req.ContentLength)
+		}
+	}
+}
+
+// end gives back the retry budget's slot and, if a user hook (a key
+// function) panicked on a retry, closes the kept response so that it and
+// its backend's count are not left open forever.
+func (l *retryLoop) end() {
+	if l.retrying {
+		l.b.retrying.Add(-1)
+	}
+	if l.held != nil {
+		if p := recover(); p != nil {
+			l.held.Body.Close()
+			panic(p)
+		}
+	}
+}
+
+// try makes one attempt: it chooses a backend and sends the request. It
+// returns errTryAgain when another attempt should follow.
+func (l *retryLoop) try() (*http.Response, error) {
+	b := l.b
+	s := b.snapshot()
+	if s.closed {
+		return l.giveUp(ErrClosed)
+	}
+	if l.attempts > 0 && b.o.retry.Budget > 0 && !l.retrying {
+		if !b.takeRetrySlot() {
+			return l.giveUp(fmt.Errorf("retry budget exhausted: %w", l.lastErr))
+		}
+		l.retrying = true
+	}
+	*l.req.URL, l.req.Host = l.orig, l.host
+	i, gated := l.pick(s)
+	if i < 0 {
+		if l.attempts == 0 {
+			return nil, ErrNoHealthyBackend
+		}
+		return l.giveUp(l.lastErr)
+	}
+	if !admit(s, i, gated) {
+		return nil, errTryAgain
+	}
+	be := s.backends[i]
+	be.stats.requests.Add(1)
+	if l.attempts > 0 {
+		be.stats.retries.Add(1)
+	}
+	l.attempts++
+	return l.send(s, i, gated)
+}
+
+// pick chooses a backend the request has not been sent to.
+func (l *retryLoop) pick(s *snapshot) (int, bool) {
+	if l.first != nil && l.tried == nil {
+		// A second pick: from now on the tried set is needed.
+		l.tried = new(strategy.Tried)
+		l.tried.Add(l.first)
+	}
+	i, gated := l.b.pick(s, l.req, &l.tried)
+	if i >= 0 {
+		if l.tried != nil {
+			l.tried.Add(s.backends[i])
+		} else {
+			l.first = s.backends[i]
+		}
+	}
+	return i, gated
+}
+
+// admit counts a new request in flight on backend i, unless the backend
+// was drained, removed or put in maintenance after s was published: then
+// the pick is undone and another must be made.
+func admit(s *snapshot, i int, gated bool) bool {
+	be := s.backends[i]
+	be.active.Add(1)
+	if !be.noNew.Load() {
+		return true
+	}
+	be.release()
+	if s.observer != nil {
+		s.observer.Done(i, strategy.Ignored)
+	}
+	if gated {
+		be.probeTaken.Store(false)
+	}
+	return false
+}
+
+// send sends the request to backend i and judges what comes back.
+func (l *retryLoop) send(s *snapshot, i int, gated bool) (*http.Response, error) {
+	b, req, be := l.b, l.req, s.backends[i]
+	pr := httputil.ProxyRequest{Out: req}
+	pr.SetURL(be.url)
+	if l.body != nil {
+		req.Body = l.body.next()
+	}
+	a := attempt{b: b, s: s, i: i, gated: gated, ctx: req.Context(), start: b.now()}
+	resp, err := l.base.RoundTrip(req)
+	a.latency = b.now().Sub(a.start)
+	be.stats.latency.observe(a.latency)
+	if err != nil {
+		return l.failed(&a, be, err)
+	}
+	return l.answered(&a, be, resp)
+}
+
+// failed settles an attempt that got no response and decides whether to
+// retry it.
+func (l *retryLoop) failed(a *attempt, be *Backend, err error) (*http.Response, error) {
+	if cerr := l.body.clientError(); cerr != nil {
+		// The client's body failed (malformed, cut short): the client's
+		// fault, not the backend's, and no retry.
+		a.finish(0, err, true)
+		return l.giveUp(&clientBodyError{err: cerr})
+	}
+	canceled := a.ctx.Err() != nil
+	a.finish(0, err, canceled)
+	if canceled {
+		return l.giveUp(err)
+	}
+	l.lastErr = err
+	if !l.retryable(err) || l.attempts >= l.b.o.retry.Tries || l.pastDeadline() {
+		return l.giveUp(err)
+	}
+	l.b.logRetry(l.req, be, err)
+	return nil, errTryAgain
+}
+
+// answered takes a backend's response: it is the client's, unless its
+// status is one the policy retries and another attempt may be made; then
+// it is held in case that attempt does no better.
+func (l *retryLoop) answered(a *attempt, be *Backend, resp *http.Response) (*http.Response, error) {
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		if err := checkUpgrade(l.req, resp); err != nil {
+			resp.Body.Close()
+			a.finish(resp.StatusCode, err, false)
+			return l.giveUp(err)
+		}
+	}
+	a.status = resp.StatusCode
+	resp.Body = a.wrap(resp.Body, l.spare)
+	l.spare = nil
+	if l.held != nil {
+		l.held.Body.Close()
+		l.held = nil
+	}
+	pol := &l.b.o.retry
+	if len(pol.Statuses) > 0 && slices.Contains(pol.Statuses, resp.StatusCode) &&
+		l.idempotent && l.body.replayable() && l.attempts < pol.Tries && !l.pastDeadline() {
+		l.held = resp
+		l.lastErr = fmt.Errorf("status %d", resp.StatusCode)
+		l.b.logRetry(l.req, be, l.lastErr)
+		return nil, errTryAgain
+	}
+	return resp, nil
+}
+
+// giveUp ends the retry loop: with the response kept from a retryable
+// status if there is one (the client gets the last upstream answer), else
+// with err.
+func (l *retryLoop) giveUp(err error) (*http.Response, error) {
+	if l.held != nil {
+		held := l.held
+		l.held = nil
+		return held, nil
+	}
+	if err == nil {
+		err = errNoBackendLeft
+	}
+	var cbe *clientBodyError
+	if errors.Is(err, ErrClosed) || errors.Is(err, context.Canceled) || errors.As(err, &cbe) {
+		return nil, err
+	}
+	return nil, &attemptsError{n: l.attempts, err: err}
+}
+
+// takeRetrySlot reserves a place among the requests retrying at once, if
+// the retry budget has one: Budget × the requests in flight, and at least
+// MinRetries. Under a wide outage this caps the extra load retries put on
+// the backends that are left, instead of multiplying it by Tries.
+func (b *Balancer) takeRetrySlot() bool {
+	pol := &b.o.retry
+	allowed := max(int64(pol.Budget*float64(b.inflight.Load())), int64(pol.MinRetries))
+	if b.retrying.Add(1) > allowed {
+		b.retrying.Add(-1)
+		b.stats.budgetDenied.Add(1)
+		return false
+	}
+	return true
+}
+
+func (l *retryLoop) pastDeadline() bool {
+	return !l.deadline.IsZero() && !l.b.now().Before(l.deadline)
+}
+
+// retryable reports whether a request whose attempt failed with err may be
+// sent to another backend.
+func (l *retryLoop) retryable(err error) bool {
+	if l.body != nil && l.body.sentBytes() > 0 && !l.body.replayable() {
+		return false // part of a body that was not kept went out
+	}
+	if notSent(err) {
+		return true // no byte of the request reached a backend
+	}
+	if l.req.Header.Get("Upgrade") != "" {
+		return false // a handshake that was sent is never repeated
+	}
+	return l.idempotent || l.b.o.retry.NonIdempotent
+}
+
+// notSent reports whether err means the request never left: the
+// connection to the backend could not be made.
+func notSent(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	var dns *net.DNSError
+	return errors.As(err, &dns)
+}
+
+// isIdempotent reports whether RFC 9110 §9.2.2 lets r be sent twice. A
+// client's Idempotency-Key header does not change the answer.
+func isIdempotent(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// logRetry records that an attempt is retried on another backend.
+func (b *Balancer) logRetry(r *http.Request, be *Backend, err error) {
+	if b.events != nil {
+		b.emit(Event{Kind: EventRetry, Time: b.now(), Backend: be, Err: err})
+	}
+	if b.log.Enabled(r.Context(), slog.LevelInfo) {
+		b.log.LogAttrs(r.Context(), slog.LevelInfo, "lb: retrying on another backend",
+			slog.String("backend", be.key), slog.String("method", r.Method), slog.String("error", err.Error()))
+	}
+}
