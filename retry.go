@@ -29,7 +29,8 @@ type RetryPolicy struct {
 	// new attempt starts. Zero means no bound.
 	Timeout time.Duration
 	// Statuses lists upstream response statuses that count as a failed
-	// attempt to retry (for example 502, 503, 504). They are retried only
+	// attempt to retry (for example 502, 503, 504); only 5xx statuses and
+	// 429 are accepted. They are retried only
 	// for idempotent requests whose body can be replayed; when the tries
 	// run out, the client gets the last response. Default: none, as with
 	// nginx's proxy_next_upstream "error timeout".
@@ -71,6 +72,14 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 	return p
 }
 
+// retryableStatus reports whether an answer with status s may be worth
+// sending elsewhere: a server error, or 429 Too Many Requests from a busy
+// backend. Any other status is the request's own answer, and retrying it
+// would resend, for example, every successful GET.
+func retryableStatus(s int) bool {
+	return s == http.StatusTooManyRequests || 500 <= s && s <= 599
+}
+
 // Validate reports what is wrong with p.
 func (p RetryPolicy) Validate() error {
 	if p.Tries < 0 {
@@ -86,8 +95,8 @@ func (p RetryPolicy) Validate() error {
 		return fmt.Errorf("lb: RetryPolicy.MinRetries %d: must not be negative", p.MinRetries)
 	}
 	for _, s := range p.Statuses {
-		if s < 100 || s > 999 {
-			return fmt.Errorf("lb: RetryPolicy.Statuses: %d is not an HTTP status", s)
+		if !retryableStatus(s) {
+			return fmt.Errorf("lb: RetryPolicy.Statuses: %d is not a status to retry (want 5xx or 429)", s)
 		}
 	}
 	return nil
