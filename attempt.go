@@ -92,12 +92,6 @@ func (a *attempt) finish(status int, err error, canceled bool) {
 	}
 }
 
-// bodyState is what a request with a body needs, in one allocation.
-type bodyState struct {
-	body replayBody
-	resp trackedBody
-}
-
 // wrap returns rc wrapped so that the attempt is settled when the body is
 // closed: a streamed or upgraded response counts as in flight until then.
 // spare, if not nil, is an unused trackedBody to fill instead of a new one.

@@ -51,6 +51,7 @@ type Balancer struct {
 	refreshing atomic.Bool // one request at a time rebuilds an expired snapshot
 	closed     atomic.Bool
 	stats      balancerStats
+	mem        bodyMemory   // bounds request bodies held for buffering and replay
 	inflight   atomic.Int64 // requests in RoundTrip, counted only under a retry budget
 	retrying   atomic.Int64 // requests retrying now, under a retry budget
 
@@ -138,6 +139,8 @@ func New(pool *Pool, s Strategy, opts ...Option) *Balancer {
 	}
 	b.o.validate()
 	b.o.retry = b.o.retry.withDefaults()
+	b.o.buffering = b.o.buffering.withDefaults()
+	b.mem.init(b.o.bodyMemory)
 	if b.o.now != nil {
 		b.now = b.o.now
 	}
@@ -195,9 +198,24 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		b.serveError(w, r, err)
 		return
 	}
+	rb := b.newBody(r)
+	if rb != nil {
+		defer rb.Close()
+		if b.buffers(r) {
+			if err := b.readAhead(w, r, rb); err != nil {
+				b.serveError(w, r, err)
+				return
+			}
+		}
+	}
 	if b.relays(r) {
-		b.relay(w, r)
+		b.relay(w, r, rb)
 		return
+	}
+	if rb != nil {
+		// ReverseProxy wraps the body it hands the transport; the
+		// transport finds rb in the context instead.
+		r = r.WithContext(context.WithValue(r.Context(), bodyKey{}, rb))
 	}
 	iw := interimWriters.Get().(*interimWriter)
 	iw.ResponseWriter, iw.n1xx = w, 0

@@ -60,7 +60,12 @@ func (b *Balancer) serveError(w http.ResponseWriter, r *http.Request, err error)
 	status := http.StatusBadGateway
 	var cbe *clientBodyError
 	switch {
-	case errors.As(err, &cbe) && r.Context().Err() == nil:
+	case errors.As(err, &cbe) && isTimeout(cbe.err):
+		// The body did not arrive within RequestBuffering.Timeout:
+		// nginx's client_body_timeout answer.
+		status = http.StatusRequestTimeout
+		w.Header().Set("Connection", "close")
+	case cbe != nil && r.Context().Err() == nil:
 		status = http.StatusBadRequest
 	case r.Context().Err() != nil && !errors.Is(err, ErrNoHealthyBackend):
 		// The client went away: not a backend failure. 499 is what nginx
@@ -74,7 +79,7 @@ func (b *Balancer) serveError(w http.ResponseWriter, r *http.Request, err error)
 	case isTimeout(err):
 		status = http.StatusGatewayTimeout
 	}
-	if cbe != nil && status != http.StatusBadRequest {
+	if cbe != nil && status != http.StatusBadRequest && status != http.StatusRequestTimeout {
 		status = 499 // a client that hung up mid-upload
 	}
 	if !errors.Is(err, ErrAttemptsFailed) && status == http.StatusBadGateway {

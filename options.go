@@ -40,6 +40,8 @@ type options struct {
 	modifyResponse func(*http.Response) error
 	events         func(Event)
 	trusted        []netip.Prefix
+	buffering      RequestBuffering
+	bodyMemory     int64
 	now            func() time.Time
 
 	// viaReverseProxy sends every request through httputil.ReverseProxy,

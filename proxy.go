@@ -2,7 +2,6 @@ package lb
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"net/textproto"
 	"strings"
 	"sync"
-	"sync/atomic"
 )
 
 // relay proxies one request that neither asks to upgrade the connection
@@ -35,15 +33,12 @@ import (
 // (forwarding headers, hop-by-hop and Connection-listed headers, Te:
 // trailers, unparsable query parameters, 1xx relays, trailers announced and
 // not, streaming flushes, errors mid-body).
-func (b *Balancer) relay(w http.ResponseWriter, r *http.Request) {
+func (b *Balancer) relay(w http.ResponseWriter, r *http.Request, rb *replayBody) {
 	rt := &relayTrace{w: w}
 	rt.trace.Got1xxResponse = func(code int, h textproto.MIMEHeader) error {
 		return rt.got1xx(code, h)
 	}
-	out := b.outgoing(r, &rt.trace)
-	if sb, ok := out.Body.(*shieldedBody); ok {
-		defer sb.Close()
-	}
+	out := b.outgoing(r, rb, &rt.trace)
 	res, err := b.transport.RoundTrip(out)
 	rt.done()
 	if err != nil {
@@ -83,17 +78,16 @@ func (b *Balancer) relay(w http.ResponseWriter, r *http.Request) {
 
 // outgoing makes the request to send to a backend from the client's r, as
 // ReverseProxy's Rewrite mode does.
-func (b *Balancer) outgoing(r *http.Request, trace *httptrace.ClientTrace) *http.Request {
+func (b *Balancer) outgoing(r *http.Request, rb *replayBody, trace *httptrace.ClientTrace) *http.Request {
 	out := r.Clone(httptrace.WithClientTrace(r.Context(), trace))
-	if r.ContentLength == 0 {
-		out.Body = nil // golang/go#16036: a nil body lets the transport retry
-	}
-	if out.Body != nil {
-		// The transport's Close must not close the client's body (it
-		// would hang a 100-continue request), and nothing may read the
-		// client's body after the handler returns (golang/go#46866):
-		// relay closes the shield when it returns.
-		out.Body = &shieldedBody{rc: out.Body}
+	// The body goes as rb, the replayBody ServeHTTP made of the client's:
+	// the transport's Close does not close the client's body (that would
+	// hang a 100-continue request), and it fails reads once the handler
+	// has returned (golang/go#46866). No body is nil, not NoBody, so that
+	// the transport may retry (golang/go#16036).
+	out.Body = nil
+	if rb != nil {
+		out.Body = rb
 	}
 	if out.Header == nil {
 		out.Header = make(http.Header)
@@ -266,25 +260,4 @@ func (t *relayTrace) done() {
 	t.mu.Lock()
 	t.closed = true
 	t.mu.Unlock()
-}
-
-// shieldedBody passes reads through to the client's body until Close, and
-// fails them after; its Close does not close the client's body.
-type shieldedBody struct {
-	rc     io.ReadCloser
-	closed atomic.Bool
-}
-
-var errBodyAfterHandler = errors.New("lb: read of the request body after the handler returned")
-
-func (s *shieldedBody) Read(p []byte) (int, error) {
-	if s.closed.Load() {
-		return 0, errBodyAfterHandler
-	}
-	return s.rc.Read(p)
-}
-
-func (s *shieldedBody) Close() error {
-	s.closed.Store(true)
-	return nil
 }

@@ -1227,8 +1227,11 @@ func TestClientAbortsUpload(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	pool, bes := poolOf(t, srv.URL, up.url)
+	// Streamed, not read ahead: the backend must see the upload begin
+	// (TestBufferedUploadAbort is the buffered case).
 	g := startGateway(t, pool, lb.RoundRobin(),
-		lb.WithPassiveHealth(&health.Passive{MaxFails: 1, FailTimeout: time.Minute}))
+		lb.WithPassiveHealth(&health.Passive{MaxFails: 1, FailTimeout: time.Minute}),
+		lb.WithRequestBuffering(lb.RequestBuffering{Max: -1}))
 
 	conn, err := net.Dial("tcp", g.srv.Listener.Addr().String())
 	if err != nil {

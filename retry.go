@@ -151,10 +151,9 @@ type retryLoop struct {
 	idempotent bool
 	deadline   time.Time // no attempt starts after it; zero: no bound
 
-	// body shields the request body from the transport's Close, which
-	// would end it for a retry, and keeps it for a replay when the request
-	// may be retried after it was sent. It shares one allocation with the
-	// first response's tracker, spare.
+	// body is the request body, kept for a replay when the request may be
+	// retried after it was sent. It holds the first response's tracker,
+	// spare, saving an allocation.
 	body  *replayBody
 	spare *trackedBody
 
@@ -170,28 +169,31 @@ type retryLoop struct {
 	retrying bool // this request holds a slot of the retry budget
 }
 
-// shieldBody sets up the replay body of a request that has one.
+// shieldBody takes the request's body: the replayBody ServeHTTP made, which
+// relay sends as the body and ReverseProxy's path finds in the context.
 func (l *retryLoop) shieldBody() {
-	req, pol := l.req, &l.b.o.retry
-	if req.Body == nil || req.Body == http.NoBody {
-		return
+	rb, ok := l.req.Body.(*replayBody)
+	if !ok {
+		rb, ok = l.req.Context().Value(bodyKey{}).(*replayBody)
 	}
-	rs := new(bodyState)
-	l.body, l.spare = &rs.body, &rs.resp
-	l.body.src = req.Body
-	l.body.fill = req.ContentLength > 0
-	if (l.idempotent || pol.NonIdempotent) && pol.Tries > 1 && req.Header.Get("Upgrade") == "" {
-		l.body.limit = pol.BodyBuffer
-		if req.ContentLength > 0 && req.ContentLength <= l.body.limit {
-			l.body.buf = make([]byte, 0, req.ContentLength)
-		}
+	if !ok {
+		return // no body, or one of length 0
+	}
+	l.body, l.spare = rb, &rb.spare
+	if rb.complete() {
+		// Read ahead: the client's Expect: 100-continue was answered
+		// when the body was read, and the backend need not be asked.
+		delete(l.req.Header, "Expect")
 	}
 }
 
-// end gives back the retry budget's slot and, if a user hook (a key
-// function) panicked on a retry, closes the kept response so that it and
+// end freezes the body (no retry can follow now), gives back the retry
+// budget's slot and, if a user hook (a key function) panicked on a retry, closes the kept response so that it and
 // its backend's count are not left open forever.
 func (l *retryLoop) end() {
+	if l.body != nil {
+		l.body.freeze()
+	}
 	if l.retrying {
 		l.b.retrying.Add(-1)
 	}
@@ -384,7 +386,7 @@ func (l *retryLoop) pastDeadline() bool {
 // retryable reports whether a request whose attempt failed with err may be
 // sent to another backend.
 func (l *retryLoop) retryable(err error) bool {
-	if l.body != nil && l.body.sentBytes() > 0 && !l.body.replayable() {
+	if l.body != nil && l.body.sent() && !l.body.replayable() {
 		return false // part of a body that was not kept went out
 	}
 	if notSent(err) {

@@ -92,6 +92,13 @@ type Stats struct {
 	Panic bool
 	// EventsDropped counts events the event function was too slow to take.
 	EventsDropped int64
+	// Unbuffered counts requests whose body found no room in the body
+	// memory ([WithBodyMemory]): they streamed without a copy, and were
+	// not retried once sent.
+	Unbuffered int64
+	// BodyMemory is the bytes of request bodies held now, for request
+	// buffering and replays.
+	BodyMemory int64
 }
 
 // balancerStats are the per-balancer counters of answers the balancer made
@@ -114,6 +121,8 @@ func (b *Balancer) Stats() Stats {
 		RetriesDenied: b.stats.budgetDenied.Load(),
 		Panic:         s.panicking,
 		EventsDropped: b.events.droppedCount(),
+		Unbuffered:    b.mem.unbuffered.Load(),
+		BodyMemory:    b.mem.held.Load(),
 	}
 	b.pool.mu.RLock()
 	for i, be := range s.backends {

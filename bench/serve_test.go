@@ -14,8 +14,10 @@ package bench
 //   proxy     bare:    httputil.ReverseProxy{Rewrite: SetURL (atomic round robin) + SetXForwarded}
 //             bare-bp: the same with a sync.Pool BufferPool (32 KiB buffers)
 //             tinylb-rr, tinylb-swrr, tinylb-leastconn, tinylb-hash: lb.New(pool, strategy,
-//                      lb.WithTransport(static)), defaults otherwise (retries on, 1 MiB body buffer)
+//                      lb.WithTransport(static)), defaults otherwise (retries on, 1 MiB body buffer,
+//                      request buffering on: a POST body is read ahead, one more copy)
 //             tinylb-rr-noretry: tinylb-rr with RetryPolicy{Tries: 1, BodyBuffer: -1}
+//             tinylb-rr-nobuffer: tinylb-rr with request buffering off (RequestBuffering{Max: -1})
 // BenchmarkTransport is the in-memory transport alone: its allocations are part of every
 // figure above and the same for every proxy.
 //
@@ -223,6 +225,9 @@ var proxies = []struct {
 	{"tinylb-rr", func(tb testing.TB) http.Handler { return tinylb(tb, lb.RoundRobin()) }, false},
 	{"tinylb-rr-noretry", func(tb testing.TB) http.Handler {
 		return tinylb(tb, lb.RoundRobin(), lb.WithRetry(lb.RetryPolicy{Tries: 1, BodyBuffer: -1}))
+	}, false},
+	{"tinylb-rr-nobuffer", func(tb testing.TB) http.Handler {
+		return tinylb(tb, lb.RoundRobin(), lb.WithRequestBuffering(lb.RequestBuffering{Max: -1}))
 	}, false},
 	{"tinylb-swrr", func(tb testing.TB) http.Handler { return tinylb(tb, lb.SmoothWeighted()) }, false},
 	{"tinylb-leastconn", func(tb testing.TB) http.Handler { return tinylb(tb, lb.LeastConn()) }, false},
