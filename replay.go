@@ -125,7 +125,6 @@ func (rb *replayBody) noRoomLocked() {
 	}
 }
 
-
 // freeze is called once no retry can follow (the attempt loop is over) or
 // the request is over: nothing more is kept and the body memory is given
 // back. The kept bytes themselves go at once unless an attempt may still
