@@ -30,10 +30,10 @@ type RetryPolicy struct {
 	Timeout time.Duration
 	// Statuses lists upstream response statuses that count as a failed
 	// attempt to retry (for example 502, 503, 504); only 5xx statuses and
-	// 429 are accepted. They are retried only
-	// for idempotent requests whose body can be replayed; when the tries
-	// run out, the client gets the last response. Default: none, as with
-	// nginx's proxy_next_upstream "error timeout".
+	// 429 are accepted. They are retried only for idempotent requests
+	// whose body can be replayed; when the tries run out, the client gets
+	// the last response. Default: none, as with nginx's
+	// proxy_next_upstream "error timeout".
 	Statuses []int
 	// NonIdempotent lets requests with non-idempotent methods (POST, PATCH,
 	// ...) be retried after they were sent, like nginx's "non_idempotent".
@@ -42,8 +42,9 @@ type RetryPolicy struct {
 	NonIdempotent bool
 	// BodyBuffer is how many bytes of a request body are kept so that the
 	// body can be sent again on a retry. A larger body is streamed and its
-	// request is not retried once sent. Default 1 MiB; negative keeps
-	// nothing.
+	// request is not retried once sent; so is one that finds no room in
+	// the balancer's body memory ([WithBodyMemory]). Default 1 MiB;
+	// negative keeps nothing.
 	BodyBuffer int64
 	// Budget caps retries in a wide outage, like Envoy's retry budget and
 	// Finagle's: at most Budget × the requests in flight may be retrying
