@@ -5,6 +5,8 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"strings"
+
+	"github.com/tinylb/lb/internal/xff"
 )
 
 // WithTrustedProxies names the proxies in front of the balancer whose
@@ -37,7 +39,7 @@ func (b *Balancer) rewrite(pr *httputil.ProxyRequest) {
 		pr.Out.Header.Del("X-Real-Ip")
 	}
 	if len(b.o.trusted) > 0 {
-		if peer, ok := remoteAddr(pr.In.RemoteAddr); ok && trusted(b.o.trusted, peer) {
+		if peer, ok := remoteAddr(pr.In.RemoteAddr); ok && xff.Trusted(b.o.trusted, peer) {
 			forwardTrusted(pr, b.o.trusted, peer)
 			return
 		}
@@ -71,7 +73,7 @@ func setXForwarded(pr *httputil.ProxyRequest) {
 // forwardTrusted sets the forwarding headers of a request from a trusted
 // proxy.
 func forwardTrusted(pr *httputil.ProxyRequest, trust []netip.Prefix, peer netip.Addr) {
-	chain := TrustedChain(pr.In.Header["X-Forwarded-For"], trust)
+	chain := xff.TrustedChain(pr.In.Header["X-Forwarded-For"], trust)
 	chain = append(chain, peer.String())
 	pr.Out.Header["X-Forwarded-For"] = []string{strings.Join(chain, ", ")}
 	if h := pr.In.Header.Get("X-Forwarded-Host"); h != "" {
@@ -89,58 +91,6 @@ func forwardTrusted(pr *httputil.ProxyRequest, trust []netip.Prefix, peer netip.
 	}
 }
 
-// TrustedChain returns the part of an X-Forwarded-For header (all its
-// lines, in order) that can be believed when it comes from a trusted
-// proxy: walking from the right, every address inside trust, then the
-// first address outside it (the client), and nothing further left. An entry
-// that is not an IP address (an optional port is allowed) ends the walk
-// and is dropped. The result holds canonical address strings.
-func TrustedChain(lines []string, trust []netip.Prefix) []string {
-	var entries []string
-	for _, l := range lines {
-		for _, e := range strings.Split(l, ",") {
-			entries = append(entries, strings.TrimSpace(e))
-		}
-	}
-	var keep []netip.Addr
-	for i := len(entries) - 1; i >= 0; i-- {
-		a, ok := parseForwardedAddr(entries[i])
-		if !ok {
-			break
-		}
-		keep = append(keep, a)
-		if !trusted(trust, a) {
-			break
-		}
-	}
-	out := make([]string, 0, len(keep)+1)
-	for i := len(keep) - 1; i >= 0; i-- {
-		out = append(out, keep[i].String())
-	}
-	return out
-}
-
-// parseForwardedAddr parses one X-Forwarded-For entry: an IPv4 or IPv6
-// address, optionally with a port ("1.2.3.4:5", "[::1]:5").
-// An IPv6 zone ("fe80::1%eth0") is refused: it is free text that would
-// pass to the backend unchecked.
-func parseForwardedAddr(s string) (netip.Addr, bool) {
-	a, ok := netip.Addr{}, false
-	if x, err := netip.ParseAddr(s); err == nil {
-		a, ok = x, true
-	} else if ap, err := netip.ParseAddrPort(s); err == nil {
-		a, ok = ap.Addr(), true
-	} else if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
-		if x, err := netip.ParseAddr(s[1 : len(s)-1]); err == nil {
-			a, ok = x, true
-		}
-	}
-	if !ok || a.Zone() != "" {
-		return netip.Addr{}, false
-	}
-	return a.Unmap(), true
-}
-
 func remoteAddr(s string) (netip.Addr, bool) {
 	if ap, err := netip.ParseAddrPort(s); err == nil {
 		return ap.Addr().Unmap(), true
@@ -149,13 +99,4 @@ func remoteAddr(s string) (netip.Addr, bool) {
 		return a.Unmap(), true
 	}
 	return netip.Addr{}, false
-}
-
-func trusted(trust []netip.Prefix, a netip.Addr) bool {
-	for _, p := range trust {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
 }

@@ -180,11 +180,3 @@ func (o *options) validate() {
 		}
 	}
 }
-
-// WithClock sets the clock the balancer reads for passive-health windows,
-// ejection ends and slow-start ramps; the default is [time.Now]. Tests use
-// it to move time by hand. (Active health checks run on real timers; test
-// them with testing/synctest.)
-func WithClock(now func() time.Time) Option {
-	return optionFunc(func(o *options) { o.now = now })
-}

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/tinylb/lb"
+	"github.com/tinylb/lb/internal/xff"
 )
 
 // recorder is a RoundTripper that never dials: it writes each outgoing
@@ -204,8 +205,8 @@ func FuzzS3_TrustedChain(f *testing.F) {
 			}
 		}
 		lines := []string{l1, l2}
-		checkChain(t, lines, trust, lb.TrustedChain(lines, trust))
-		checkChain(t, lines[:1], trust, lb.TrustedChain(lines[:1], trust))
+		checkChain(t, lines, trust, xff.TrustedChain(lines, trust))
+		checkChain(t, lines[:1], trust, xff.TrustedChain(lines[:1], trust))
 	})
 }
 

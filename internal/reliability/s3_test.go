@@ -8,6 +8,7 @@ import (
 
 	"github.com/tinylb/lb"
 	"github.com/tinylb/lb/internal/faultkit"
+	"github.com/tinylb/lb/internal/xff"
 )
 
 func prefixes(ss ...string) []netip.Prefix {
@@ -97,7 +98,7 @@ func TestS3_TrustedChainTable(t *testing.T) {
 		{[]string{"fe80::1%<script>"}, []string{}},
 		{[]string{"1.2.3.4, fe80::1%eth0, 10.0.0.1"}, []string{"10.0.0.1"}},
 	} {
-		got := lb.TrustedChain(tc.lines, trust)
+		got := xff.TrustedChain(tc.lines, trust)
 		if !slices.Equal(got, tc.want) {
 			tag := ""
 			if strings.Contains(strings.Join(tc.lines, ""), "%") {

@@ -1,0 +1,11 @@
+package lb
+
+import "time"
+
+// WithClock sets the clock the balancer reads for passive-health windows,
+// ejection ends and slow-start ramps; the default is time.Now. The tests
+// use it to move time by hand (active health checks run on real timers:
+// test them with testing/synctest). It is a test hook, not an option.
+func WithClock(now func() time.Time) Option {
+	return optionFunc(func(o *options) { o.now = now })
+}
