@@ -31,9 +31,13 @@ const (
 	// StateMaintenance: the backend was taken out by hand (see
 	// [Pool.SetMaintenance]); health checks do not bring it back.
 	StateMaintenance
+	// StateClosed: the balancer was closed (see [Balancer.Close]); it
+	// sends the backend nothing more. Only [Balancer.Stats] reports it:
+	// no event announces it.
+	StateClosed
 )
 
-var stateNames = [...]string{"up", "slow-start", "down", "ejected", "probing", "draining", "maintenance"}
+var stateNames = [...]string{"up", "slow-start", "down", "ejected", "probing", "draining", "maintenance", "closed"}
 
 func (s State) String() string {
 	if int(s) < len(stateNames) {
