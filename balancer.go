@@ -148,9 +148,7 @@ func New(pool *Pool, s Strategy, opts ...Option) *Balancer {
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
-	if mf, ok := b.o.observer.(interface{ Threshold() int }); ok {
-		b.maxFails = mf.Threshold()
-	}
+	b.maxFails = passiveThreshold(b.o.observer)
 	base := b.o.transport
 	if base == nil {
 		tr := NewTransport()

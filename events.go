@@ -31,9 +31,13 @@ const (
 	// StateMaintenance: the backend was taken out by hand (see
 	// [Pool.SetMaintenance]); health checks do not bring it back.
 	StateMaintenance
+	// StateClosed: the balancer was closed (see [Balancer.Close]); it
+	// sends the backend nothing more. Only [Balancer.Stats] reports it:
+	// no event announces it.
+	StateClosed
 )
 
-var stateNames = [...]string{"up", "slow-start", "down", "ejected", "probing", "draining", "maintenance"}
+var stateNames = [...]string{"up", "slow-start", "down", "ejected", "probing", "draining", "maintenance", "closed"}
 
 func (s State) String() string {
 	if int(s) < len(stateNames) {
@@ -53,7 +57,7 @@ const (
 	// EventBackendRemoved: a backend left the pool.
 	EventBackendRemoved
 	// EventAttemptDone: an attempt on Backend ended (its response body was
-	// closed, or it failed). Status, Err, Latency and Result describe it.
+	// closed, or it failed). Status, Err, Latency and Failed describe it.
 	EventAttemptDone
 	// EventRetry: the attempt on Backend failed with Err and the request
 	// is being retried on another backend.
@@ -81,7 +85,7 @@ type Event struct {
 	To      State  // the state after, for EventStateChanged
 	Reason  string // why, in words, for EventStateChanged
 
-	// For EventAttemptDone and EventRetry:
+	// For EventAttemptDone (Err also for EventRetry):
 	Status  int           // response status; 0 if none arrived
 	Err     error         // the attempt's error; nil if a response came back whole
 	Latency time.Duration // time to response headers (or to the error)

@@ -140,10 +140,13 @@ func WithModifyResponse(f func(*http.Response) error) Option {
 	return optionFunc(func(o *options) { o.modifyResponse = f })
 }
 
-// WithEvents sets a function that receives the balancer's [Event]s: state
-// changes of backends, membership changes. Events are delivered in order by
-// one goroutine the balancer owns, never on the request path; if f falls
-// behind, events are dropped and counted rather than slowing requests.
+// WithEvents sets a function that receives the balancer's [Event]s, of every
+// [EventKind]: a backend's state changed ([EventStateChanged]), a backend was
+// added or removed ([EventBackendAdded], [EventBackendRemoved]), an attempt
+// ended ([EventAttemptDone]), a failed attempt is retried elsewhere
+// ([EventRetry]), a drain finished ([EventDrained]). Events are delivered in
+// order by one goroutine the balancer owns, never on the request path; if f
+// falls behind, events are dropped and counted rather than slowing requests.
 func WithEvents(f func(Event)) Option {
 	return optionFunc(func(o *options) { o.events = f })
 }

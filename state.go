@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tinylb/lb/health"
+	"github.com/tinylb/lb/internal/passive"
 	"github.com/tinylb/lb/strategy"
 )
 
@@ -14,6 +15,23 @@ import (
 // slow start is on: HAProxy's 16 steps, so that a backend of weight 1 can
 // ramp too.
 const slowStartScale = 16
+
+// passiveThreshold is the failure threshold that obs gives the smooth
+// weighted strategies (strategy.Set.MaxFails): a failure lowers a
+// backend's effective weight by weight/threshold, as nginx's max_fails
+// does. Only a [health.Passive] has one; other observers, and none, give 0:
+// failures cost no weight.
+func passiveThreshold(obs health.Observer) int {
+	switch p := obs.(type) {
+	case health.Passive:
+		return passive.Threshold(p.MaxFails)
+	case *health.Passive:
+		if p != nil {
+			return passive.Threshold(p.MaxFails)
+		}
+	}
+	return 0
+}
 
 // addedLocked starts tracking a backend that joined the pool: its passive
 // tracker, its active checker, its slow-start ramp. pool.mu must be held.

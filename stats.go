@@ -1,9 +1,12 @@
 package lb
 
 import (
+	"errors"
 	"expvar"
 	"fmt"
 	"math"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -55,7 +58,8 @@ type BackendStats struct {
 	Weight int // configured weight
 	// EffectiveWeight is the weight in effect now, in configured units: less
 	// than Weight while slow start ramps the backend up or (with smooth
-	// weighted round robin) after failures lowered it.
+	// weighted round robin) after failures lowered it; 0 once the balancer
+	// is closed.
 	EffectiveWeight float64
 	Backup          bool
 	State           State
@@ -111,11 +115,15 @@ type balancerStats struct {
 
 // Stats returns a snapshot of the balancer's backends and counters. It is
 // cheap, and takes the pool's read lock only to copy the health reasons.
+//
+// After [Balancer.Close], Stats goes on listing the pool's members, in the
+// pool's order and with their counters, each in [StateClosed] with the
+// reason "balancer closed" and an EffectiveWeight of 0, so that a status
+// page or a last scrape still shows what the balancer served.
 func (b *Balancer) Stats() Stats {
 	s := b.snapshot()
 	st := Stats{
 		Time:          b.now(),
-		Backends:      make([]BackendStats, len(s.backends)),
 		Unavailable:   b.stats.unavailable.Load(),
 		Failed:        b.stats.failed.Load(),
 		RetriesDenied: b.stats.budgetDenied.Load(),
@@ -125,27 +133,39 @@ func (b *Balancer) Stats() Stats {
 		BodyMemory:    b.mem.held.Load(),
 	}
 	b.pool.mu.RLock()
-	for i, be := range s.backends {
+	backends := s.backends
+	if s.closed {
+		// A closed balancer publishes no snapshot of its members any
+		// more: read them from the pool, which it no longer follows.
+		backends = slices.Clone(b.pool.backends)
+	}
+	st.Backends = make([]BackendStats, len(backends))
+	for i, be := range backends {
 		bs := &st.Backends[i]
 		bs.URL = be.key
 		bs.Weight = be.Weight()
 		bs.Backup = be.Backup()
-		bs.State = s.states[i]
-		bs.Reason = be.reason
+		if s.closed {
+			bs.State, bs.Reason = StateClosed, "balancer closed"
+		} else {
+			bs.State, bs.Reason = s.states[i], be.reason
+		}
 		bs.LastCheck = be.lastCheck
 		if be.lastCheckErr != nil {
 			bs.LastCheckError = be.lastCheckErr.Error()
 		}
 	}
 	b.pool.mu.RUnlock()
-	for i, be := range s.backends {
+	for i, be := range backends {
 		bs := &st.Backends[i]
-		bs.EffectiveWeight = float64(s.weights[i]) / float64(s.scale)
-		if ew, ok := b.strat.(interface {
-			EffectiveWeight(strategy.Endpoint) (int, bool)
-		}); ok {
-			if w, ok := ew.EffectiveWeight(be); ok {
-				bs.EffectiveWeight = float64(w) / float64(s.scale)
+		if !s.closed {
+			bs.EffectiveWeight = float64(s.weights[i]) / float64(s.scale)
+			if ew, ok := b.strat.(interface {
+				EffectiveWeight(strategy.Endpoint) (int, bool)
+			}); ok {
+				if w, ok := ew.EffectiveWeight(be); ok {
+					bs.EffectiveWeight = float64(w) / float64(s.scale)
+				}
 			}
 		}
 		bs.Active = be.active.Load()
@@ -166,11 +186,21 @@ func (b *Balancer) Stats() Stats {
 	return st
 }
 
+// expvarMu makes PublishExpvar's look-up and publish one step, since
+// [expvar.Publish] panics on a name that is taken.
+var expvarMu sync.Mutex
+
 // PublishExpvar publishes the balancer's [Stats] as the expvar variable
 // name, served as JSON by expvar's /debug/vars handler and read afresh on
-// every request. It fails if the name is taken (expvar names are
-// process-wide and cannot be unpublished).
+// every request. It fails if name is empty or taken (expvar names are
+// process-wide and cannot be unpublished), also when other balancers
+// publish at the same time.
 func (b *Balancer) PublishExpvar(name string) error {
+	if name == "" {
+		return errors.New("lb: PublishExpvar: empty expvar name")
+	}
+	expvarMu.Lock()
+	defer expvarMu.Unlock()
 	if expvar.Get(name) != nil {
 		return fmt.Errorf("lb: expvar %q is already published", name)
 	}

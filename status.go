@@ -44,6 +44,11 @@ type statusConfig struct {
 // (see [http.CrossOriginProtection]), so another site cannot make a
 // viewer's browser act. A nil authorize makes WithStatusActions panic:
 // actions are never open to everyone by default.
+//
+// A request with an "Authorization: Bearer ..." header that authorize
+// accepts needs no page token, so that scripts can act with one request;
+// a browser never sends such a header on its own, as it does cookies and
+// basic credentials, which keep needing the page token.
 func WithStatusActions(authorize func(*http.Request) bool) StatusOption {
 	if authorize == nil {
 		panic("lb: WithStatusActions(nil): an authorization check is required")
@@ -110,8 +115,11 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 // The page is read-only unless [WithStatusActions] is given: then a POST to
 // the page's own path with a form (action=drain, maintenance-on,
 // maintenance-off or weight; backend=URL; weight=N; csrf=the token in the
-// page) acts on the backend. Without it, POST is answered 405 Method Not
-// Allowed. Programs should act through [Pool]'s methods instead.
+// page, unless the request carries a bearer token) acts on the backend,
+// answering JSON ({"ok":true,...}) to a request that accepts
+// application/json and a redirect to the page otherwise. Without it, POST
+// is answered 405 Method Not Allowed. Programs in the same process should
+// act through [Pool]'s methods instead.
 //
 // Every answer carries Cache-Control: no-store; the page has a strict
 // Content-Security-Policy whose only script and stylesheet are its own,
@@ -507,9 +515,11 @@ func (h *statusHandler) act(w http.ResponseWriter, r *http.Request) (backend, ac
 	if err := r.ParseForm(); err != nil {
 		return refuse(http.StatusBadRequest, "bad form: %v", err)
 	}
-	token := r.PostForm.Get("csrf")
-	if token == "" || subtle.ConstantTimeCompare([]byte(token), []byte(h.token)) != 1 {
-		return refuse(http.StatusForbidden, "missing or invalid csrf token: reload the page")
+	if !hasBearer(r) {
+		token := r.PostForm.Get("csrf")
+		if token == "" || subtle.ConstantTimeCompare([]byte(token), []byte(h.token)) != 1 {
+			return refuse(http.StatusForbidden, "missing or invalid csrf token: reload the page")
+		}
 	}
 	backend, action = r.PostForm.Get("backend"), r.PostForm.Get("action")
 	if backend == "" {
@@ -545,6 +555,21 @@ func (h *statusHandler) act(w http.ResponseWriter, r *http.Request) (backend, ac
 		return refuse(http.StatusBadRequest, "%v", err)
 	}
 	return backend, action, nil
+}
+
+// hasBearer reports whether r carries an Authorization header of the Bearer
+// scheme (RFC 6750 §2.1; the scheme is case-insensitive, RFC 9110 §11.1).
+//
+// Such a request needs no CSRF token: a bearer token is not an ambient
+// credential. A browser sends cookies, basic credentials and client
+// certificates by itself, even with a form another site posts, but an
+// Authorization header only when a script sets it, and a script of another
+// origin cannot without a CORS preflight, which the handler never grants.
+// So a request with one was made on purpose, by a program or the page's
+// own origin.
+func hasBearer(r *http.Request) bool {
+	scheme, cred, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	return ok && strings.EqualFold(scheme, "Bearer") && strings.TrimSpace(cred) != ""
 }
 
 // Formatting for the page's first rendering; the script formats the same

@@ -32,8 +32,10 @@ const (
 // keep-alives or proxy, so that they never take or hold the connections
 // that real requests use and leave no idle connections behind.
 //
-// An HTTPCheck is safe for concurrent use by many targets. Its fields must
-// not change, and it must not be copied, after its first Check.
+// An HTTPCheck holds no state, like a [TCPCheck]: it works as a value or
+// as a pointer, and a copy checks as the original does. It is safe for
+// concurrent use by many targets; its fields must not change while it is
+// in use.
 type HTTPCheck struct {
 	// Path of the request, joined to the path of the target. It must
 	// start with '/' and may end with a query ("/status?full=1"); it is
@@ -67,24 +69,22 @@ type HTTPCheck struct {
 	// looking for Body; past that the check fails. Default 64 KiB.
 	MaxBody int64
 
-	// Transport sends the requests. Default: a private [http.Transport]
-	// built on first use, with keep-alives off, no proxy, and dial and TLS
-	// handshake timeouts of Timeout. A Transport given here is used as it
-	// is; it should not follow redirects itself.
+	// Transport sends the requests. Default: an [http.Transport] of the
+	// package's, shared by the HTTPChecks of the same Timeout, with
+	// keep-alives off, no proxy, and dial and TLS handshake timeouts of
+	// Timeout. A Transport given here is used as it is; it should not
+	// follow redirects itself.
 	Transport http.RoundTripper
-
-	once      sync.Once
-	transport http.RoundTripper // Transport, or the private one; set by once
 }
 
 var _ interface {
 	Checker
 	Scheduler
-} = (*HTTPCheck)(nil)
+} = HTTPCheck{}
 
 // Schedule returns the [Schedule] made of c's Interval, Timeout, Rise,
 // Fall, Jitter and StartDown fields.
-func (c *HTTPCheck) Schedule() Schedule {
+func (c HTTPCheck) Schedule() Schedule {
 	return Schedule{
 		Interval:  c.Interval,
 		Timeout:   c.Timeout,
@@ -100,7 +100,7 @@ func (c *HTTPCheck) Schedule() Schedule {
 // StatusMin above StatusMax or outside 100–999, a negative MaxBody, a Body
 // with method HEAD, or an invalid [HTTPCheck.Schedule]. The zero HTTPCheck
 // is valid.
-func (c *HTTPCheck) Validate() error {
+func (c HTTPCheck) Validate() error {
 	lo, hi := c.statusRange()
 	switch {
 	case c.Path != "" && !strings.HasPrefix(c.Path, "/"):
@@ -125,7 +125,7 @@ func (c *HTTPCheck) Validate() error {
 // returns when the response is judged, when Timeout has passed or when ctx
 // ends, whichever comes first. An invalid c fails every check with the
 // error of [HTTPCheck.Validate].
-func (c *HTTPCheck) Check(ctx context.Context, target *url.URL) error {
+func (c HTTPCheck) Check(ctx context.Context, target *url.URL) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
@@ -153,8 +153,11 @@ func (c *HTTPCheck) Check(ctx context.Context, target *url.URL) error {
 		req.SetBasicAuth(target.User.Username(), pass)
 	}
 
-	c.once.Do(func() { c.transport = c.newTransport(s.Timeout) })
-	resp, err := c.transport.RoundTrip(req)
+	rt := c.Transport
+	if rt == nil {
+		rt = checkTransport(s.Timeout)
+	}
+	resp, err := rt.RoundTrip(req)
 	if err != nil {
 		return fmt.Errorf("health: %s %s: %w", method, u, err)
 	}
@@ -182,14 +185,14 @@ func (c *HTTPCheck) Check(ctx context.Context, target *url.URL) error {
 	}
 }
 
-func (c *HTTPCheck) method() string {
+func (c HTTPCheck) method() string {
 	if c.Method == "" {
 		return http.MethodGet
 	}
 	return c.Method
 }
 
-func (c *HTTPCheck) statusRange() (lo, hi int) {
+func (c HTTPCheck) statusRange() (lo, hi int) {
 	lo, hi = c.StatusMin, c.StatusMax
 	if lo == 0 {
 		lo = defaultStatusMin
@@ -202,7 +205,7 @@ func (c *HTTPCheck) statusRange() (lo, hi int) {
 
 // url returns the URL to check on target: its scheme and host, and its
 // path joined with c.Path.
-func (c *HTTPCheck) url(target *url.URL) string {
+func (c HTTPCheck) url(target *url.URL) string {
 	p := c.Path
 	if p == "" {
 		p = defaultPath
@@ -214,17 +217,44 @@ func (c *HTTPCheck) url(target *url.URL) string {
 	return scheme + "://" + target.Host + strings.TrimSuffix(target.EscapedPath(), "/") + p
 }
 
-func (c *HTTPCheck) newTransport(timeout time.Duration) http.RoundTripper {
-	if c.Transport != nil {
-		return c.Transport
+// checkTransports holds the default transports of HTTPChecks, one per
+// Timeout. They keep no idle connection, so they hold no goroutine and
+// nothing to close; there is one for each distinct Timeout in use, which
+// a program has few of.
+var checkTransports struct {
+	mu sync.RWMutex // protects m
+	m  map[time.Duration]*http.Transport
+}
+
+// checkTransport returns the default transport of checks with the given
+// timeout. Its dial and TLS handshake have the timeout of their own: net/http
+// dials apart from the request's context (so that another request may use
+// the connection), and without it a dial to an address that never answers
+// would outlive the check.
+func checkTransport(timeout time.Duration) *http.Transport {
+	ct := &checkTransports
+	ct.mu.RLock()
+	tr := ct.m[timeout]
+	ct.mu.RUnlock()
+	if tr != nil {
+		return tr
 	}
-	return &http.Transport{
-		Proxy:               nil,
-		DialContext:         (&net.Dialer{Timeout: timeout, KeepAlive: -1}).DialContext,
-		TLSHandshakeTimeout: timeout,
-		DisableKeepAlives:   true,
-		DisableCompression:  true, // MaxBody counts the bytes sent
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	if tr = ct.m[timeout]; tr == nil {
+		tr = &http.Transport{
+			Proxy:               nil,
+			DialContext:         (&net.Dialer{Timeout: timeout, KeepAlive: -1}).DialContext,
+			TLSHandshakeTimeout: timeout,
+			DisableKeepAlives:   true,
+			DisableCompression:  true, // MaxBody counts the bytes sent
+		}
+		if ct.m == nil {
+			ct.m = make(map[time.Duration]*http.Transport)
+		}
+		ct.m[timeout] = tr
 	}
+	return tr
 }
 
 // contains reads r until it finds want, has read limit bytes, or fails.

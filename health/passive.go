@@ -8,13 +8,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tinylb/lb/internal/passive"
 )
 
-// Defaults of a [Passive].
-const (
-	defaultMaxFails    = 1
-	defaultFailTimeout = 10 * time.Second
-)
+// defaultFailTimeout is the FailTimeout of a [Passive] that sets none:
+// nginx's fail_timeout=10s. The default MaxFails, nginx's max_fails=1, is
+// in package internal/passive, which the balancer reads too.
+const defaultFailTimeout = 10 * time.Second
 
 // Passive is an [Observer] after nginx's max_fails and fail_timeout: a
 // backend that fails MaxFails attempts within FailTimeout is taken out of
@@ -84,10 +85,7 @@ func (p Passive) Validate() error {
 // defaults: a negative FailTimeout as 10s, and FailStatuses entries outside
 // 500–599 are ignored.
 func (p Passive) Track(target *url.URL) Tracker {
-	t := &tracker{maxFails: p.MaxFails, window: p.FailTimeout}
-	if t.maxFails == 0 {
-		t.maxFails = defaultMaxFails
-	}
+	t := &tracker{maxFails: passive.Threshold(p.MaxFails), window: p.FailTimeout}
 	if t.window <= 0 {
 		t.window = defaultFailTimeout
 	}
@@ -102,7 +100,7 @@ func (p Passive) Track(target *url.URL) Tracker {
 // tracker is the Tracker of Passive.
 type tracker struct {
 	// Settings, fixed by Track.
-	maxFails int // negative: never eject
+	maxFails int // 0: never eject
 	window   time.Duration
 	statuses [2]uint64 // bit s-500 set for each listed status s
 
@@ -125,7 +123,7 @@ func (t *tracker) Observe(o Outcome) (failed bool, ejectUntil time.Time) {
 		}
 		return false, time.Time{}
 	}
-	if t.maxFails < 0 {
+	if t.maxFails == 0 {
 		return true, time.Time{}
 	}
 	now := o.Time
@@ -172,18 +170,4 @@ func (t *tracker) Reset() {
 	t.fails = t.fails[:0]
 	t.next = 0
 	t.probation.Store(false)
-}
-
-// Threshold returns the number of failures within FailTimeout that take a
-// backend out, with the default applied; 0 when passive checks are off.
-// Smooth weighted round robin lowers a backend's effective weight by
-// weight/Threshold on each failure, as nginx does with max_fails.
-func (p Passive) Threshold() int {
-	switch {
-	case p.MaxFails < 0:
-		return 0
-	case p.MaxFails == 0:
-		return defaultMaxFails
-	}
-	return p.MaxFails
 }

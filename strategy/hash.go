@@ -6,15 +6,17 @@ import (
 	"sync/atomic"
 )
 
-// ConsistentHash is nginx's hash $key consistent: a ketama ring with 160
-// points per unit of configured weight (algorithms.md §4.2). A request goes
-// to the member owning the first point at or after the CRC-32 of its key,
-// wrapping round the ring; if that member is not usable, or the request has
-// already tried it, the next member along the ring takes it. Taking a member
-// down or out moves only the keys it had, and adding one moves only the keys
-// it takes. Unlike nginx, which gives up after 20 points and falls back to
-// round robin, the walk goes on round the whole ring; a run of one member's
-// points costs one step.
+// ConsistentHash is nginx's hash $key consistent: Karger et al.'s consistent
+// hashing (STOC 1997) on a ketama ring (libketama, Cache::Memcached::Fast)
+// with 160 points per unit of configured weight, built and walked as nginx's
+// ngx_http_upstream_update_chash and ngx_http_upstream_get_chash_peer
+// (ngx_http_upstream_hash_module.c) do. A request goes to the member owning
+// the first point at or after the CRC-32 of its key, wrapping round the ring;
+// if that member is not usable, or the request has already tried it, the next
+// member along the ring takes it. Taking a member down or out moves only the
+// keys it had, and adding one moves only the keys it takes. Unlike nginx,
+// which gives up after 20 points and falls back to round robin, the walk goes
+// on round the whole ring; a run of one member's points costs one step.
 //
 // The ring is built over Set.All, so health changes do not move keys between
 // the members that stay up. Each member's points derive, exactly as nginx

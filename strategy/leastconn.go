@@ -7,14 +7,14 @@ import (
 )
 
 // LeastConn is nginx's weighted least connections
-// (ngx_http_upstream_get_least_conn_peer, algorithms.md §3). It sends each
-// request to the usable member with the fewest requests in flight relative
-// to its weight, comparing conns(p)*w(best) < conns(best)*w(p) so that no
-// division is needed. Members tied with the best one are split by the smooth
-// weighted pass of [SmoothWeighted], run over the tied members only,
-// starting at the first of them; the members outside the tie keep their
-// state. With weights a1 b1 c1 and no request finishing, the picks are
-// a b c c b a.
+// (ngx_http_upstream_get_least_conn_peer in nginx's
+// ngx_http_upstream_least_conn_module.c). It sends each request to the usable
+// member with the fewest requests in flight relative to its weight, comparing
+// conns(p)*w(best) < conns(best)*w(p) so that no division is needed. Members
+// tied with the best one are split by the smooth weighted pass of
+// [SmoothWeighted], run over the tied members only, starting at the first of
+// them; the members outside the tie keep their state. With weights a1 b1 c1
+// and no request finishing, the picks are a b c c b a.
 //
 // The in-flight counts belong to the LeastConn and outlive its pickers: a
 // Pick counts the request, under the same lock as the choice, so a burst of
@@ -83,7 +83,7 @@ func (lc *LeastConn) Picker(set *Set) Picker {
 		items:    make([]lcItem, 0, len(set.Usable)),
 	}
 	if len(set.All) < 2 {
-		p.maxFails = 0 // §1: a single-peer group skips failure accounting
+		p.maxFails = 0 // nginx skips failure accounting for a single peer (ngx_http_upstream_free_round_robin_peer)
 	}
 	next := make(map[Endpoint]*lcState, len(set.All))
 	lc.mu.Lock()
@@ -149,20 +149,21 @@ type lcItem struct {
 	e     Endpoint
 	w     int // Weights[i]
 	i     int // position in All
-	added int // the ew its last §1 step added; under the mutex
+	added int // the ew its last smooth weighted step added; under the mutex
 }
 
-// Pick implements [Picker]: the §3 scan and the §1 pass over the members
-// tied with the best, and the count of the chosen member goes up by one,
-// all under one lock.
+// Pick implements [Picker]: nginx's least-connections scan and the smooth
+// weighted pass (ngx_http_upstream_get_peer) over the members tied with the
+// best, and the count of the chosen member goes up by one, all under one
+// lock.
 //
 // The scan and the pass are fused into one walk. Each member tied with the
-// best so far gets its §1 step at once; when a strictly better member turns
-// up, the steps of the old tie are undone (each item remembers the ew it
-// added) and the new best starts a new tie. A best that stays unique has
-// its step undone at the end, since nginx runs no pass then. Every member
-// outside the final tie is left exactly as it was, so the result is the
-// two-pass algorithm's, in one pass when everything ties (an idle pool).
+// best so far gets its smooth weighted step at once; when a strictly better
+// member turns up, the steps of the old tie are undone (each item remembers
+// the ew it added) and the new best starts a new tie. A best that stays
+// unique has its step undone at the end, since nginx runs no pass then. Every
+// member outside the final tie is left exactly as it was, so the result is
+// the two-pass algorithm's, in one pass when everything ties (an idle pool).
 func (p *lcPicker) Pick(_ *http.Request, tried *Tried) int {
 	check := tried.Len() > 0
 	p.mu.Lock()
@@ -211,8 +212,8 @@ func (p *lcPicker) Pick(_ *http.Request, tried *Tried) int {
 	return i
 }
 
-// undo takes back the §1 steps of the members in items[from:to] tied with
-// conns bc and weight bw.
+// undo takes back the smooth weighted steps of the members in items[from:to]
+// tied with conns bc and weight bw.
 func (p *lcPicker) undo(from, to, bc, bw int, check bool, tried *Tried) {
 	for k := from; k < to; k++ {
 		it := &p.items[k]
@@ -225,8 +226,8 @@ func (p *lcPicker) undo(from, to, bc, bw int, check bool, tried *Tried) {
 	}
 }
 
-// unadd takes back the §1 step that added it.added: cw loses it, and ew,
-// which the step may have raised, goes back to it.
+// unadd takes back the smooth weighted step that added it.added: cw loses it,
+// and ew, which the step may have raised, goes back to it.
 func (it *lcItem) unadd() {
 	it.st.cw -= it.added
 	it.st.ew = it.added

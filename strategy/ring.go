@@ -10,8 +10,10 @@ import (
 	"strings"
 )
 
-// pointsPerWeight is the number of ring points per unit of configured
-// weight: nginx's 160, after Cache::Memcached::Fast (algorithms.md §4.2).
+// pointsPerWeight is the number of ring points per unit of configured weight:
+// nginx's 160 (ngx_http_upstream_update_chash in
+// ngx_http_upstream_hash_module.c), after Cache::Memcached::Fast and
+// libketama.
 const pointsPerWeight = 160
 
 // ring is a ketama ring, built exactly as nginx's hash ... consistent

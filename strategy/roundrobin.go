@@ -6,11 +6,13 @@ import (
 )
 
 // RoundRobin is plain round robin over the usable members, by the snapshot
-// rule of nginx-style balancers (algorithms.md §2): the n-th pick takes
-// Usable[n % len(Usable)]. The pick counter belongs to the RoundRobin, not
-// to its pickers, so it carries on across rebuilds, and because it is a
-// single atomic counter any len(Usable) consecutive picks cover every usable
-// member exactly once, however many goroutines pick at once.
+// rule of lock-free balancers (grpc-go's round_robin picker, Caddy's
+// RoundRobinSelection): the n-th pick takes Usable[n % len(Usable)], never
+// the member after a down one, which would give it a double share. The pick
+// counter belongs to the RoundRobin, not to its pickers, so it carries on
+// across rebuilds, and because it is a single atomic counter any len(Usable)
+// consecutive picks cover every usable member exactly once, however many
+// goroutines pick at once.
 //
 // RoundRobin ignores weights. A RoundRobin is safe for concurrent use; its
 // zero value is ready to use.
@@ -35,7 +37,7 @@ type rrPicker struct {
 	usable []int
 }
 
-// Pick implements [Picker] by the §2 snapshot rule: it takes
+// Pick implements [Picker] by the snapshot rule: it takes
 // usable[n % len(usable)] with n drawn from the strategy's counter. If that
 // member is in tried it steps forward through usable to the first member
 // not in tried, so a retry goes elsewhere; it returns -1 when every usable

@@ -6,14 +6,15 @@ import (
 )
 
 // SmoothWeighted is nginx's smooth weighted round robin
-// (ngx_http_upstream_get_peer, algorithms.md §1). Every member has a current
-// weight cw, starting at 0, and an effective weight ew, starting at its
-// weight. Each pick runs one pass over the usable members not yet tried by
-// the request, in configuration order: every one adds ew to its cw (and then,
-// if ew is below its weight, ew recovers by one unit, Set.Scale); the first
-// member with the highest cw wins and gives back the pass's total. With
-// weights a5 b1 c1 the picks are a a b a c a a, and every run of picks as
-// long as the weight sum gives each member exactly its weight.
+// (ngx_http_upstream_get_peer in nginx's ngx_http_upstream_round_robin.c).
+// Every member has a current weight cw, starting at 0, and an effective
+// weight ew, starting at its weight. Each pick runs one pass over the usable
+// members not yet tried by the request, in configuration order: every one
+// adds ew to its cw (and then, if ew is below its weight, ew recovers by one
+// unit, Set.Scale); the first member with the highest cw wins and gives back
+// the pass's total. With weights a5 b1 c1 the picks are a a b a c a a, and
+// every run of picks as long as the weight sum gives each member exactly its
+// weight.
 //
 // The picker is an [Observer]: a [Failure] lowers the member's ew by
 // Weights[i]/MaxFails (integer division, not below 0) when Set.MaxFails is
@@ -62,7 +63,7 @@ func (s *SmoothWeighted) Picker(set *Set) Picker {
 		items:    make([]swrrItem, 0, len(set.Usable)),
 	}
 	if len(set.All) < 2 {
-		p.maxFails = 0 // §1: a single-peer group skips failure accounting
+		p.maxFails = 0 // nginx skips failure accounting for a single peer (ngx_http_upstream_free_round_robin_peer)
 	}
 	next := make(map[Endpoint]*smooth, len(set.All))
 	s.mu.Lock()
@@ -119,7 +120,8 @@ type swrrItem struct {
 	i  int // position in All
 }
 
-// Pick implements [Picker]: one §1 pass over the usable members not in tried.
+// Pick implements [Picker]: one pass of ngx_http_upstream_get_peer over the
+// usable members not in tried.
 func (p *swrrPicker) Pick(_ *http.Request, tried *Tried) int {
 	check := tried.Len() > 0
 	p.mu.Lock()
@@ -150,24 +152,24 @@ func (p *swrrPicker) Done(i int, r Result) {
 	}
 	d := p.weights[i] / p.maxFails
 	if d == 0 {
-		return // §1: w / max_fails can be 0, and then there is no penalty
+		return // as in nginx, w / max_fails can be 0, and then there is no penalty
 	}
 	p.mu.Lock()
 	p.st[i].fail(d)
 	p.mu.Unlock()
 }
 
-// smooth is one member's state in the §1 pass. The mutex of the strategy
-// that owns it guards it.
+// smooth is one member's state in the smooth weighted pass. The mutex of the
+// strategy that owns it guards it.
 type smooth struct {
 	cw int // current weight
 	ew int // effective weight, in [0, w]
 	w  int // the weight of the last Set
 }
 
-// add is step 1 of the §1 pass for a member of weight w: cw += ew, then ew
-// recovers by one unit (scale) if it is below w. It returns the ew that was
-// added, to be summed into the pass's total.
+// add is the first step of the smooth weighted pass for a member of weight w:
+// cw += ew, then ew recovers by one unit (scale) if it is below w. It returns
+// the ew that was added, to be summed into the pass's total.
 func (s *smooth) add(w, scale int) int {
 	ew := s.ew
 	s.cw += ew

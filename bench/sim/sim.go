@@ -16,9 +16,11 @@
 // arrival time and the same Exp(1) draw under every strategy, scaled by
 // the mean of the backend it is sent to.
 //
-// HashBalance measures the consistent-hash ring instead: the load spread
-// of a million keys and how many keys move when a backend is added or
-// removed (algorithms.md §4.3).
+// HashBalance measures the consistent-hash ring instead (nginx's ketama
+// ring, ngx_http_upstream_update_chash): the load spread of a million keys
+// and how many keys move when a backend is added or removed, which
+// consistent hashing (Karger et al., STOC 1997) keeps to the share of the
+// backend added or removed.
 package sim
 
 import (
@@ -299,7 +301,7 @@ type HashResult struct {
 	DownDiffers int
 }
 
-// HashKeys returns the keys of algorithms.md §4.3: key-0 … key-(n-1).
+// HashKeys returns the keys HashBalance places: key-0 … key-(n-1).
 func HashKeys(n int) []string {
 	ks := make([]string, n)
 	for i := range ks {

@@ -44,7 +44,7 @@ type Collector struct {
 // allStates are the states tinylb_backend_state reports, one series each.
 var allStates = []lb.State{
 	lb.StateUp, lb.StateSlowStart, lb.StateDown, lb.StateEjected,
-	lb.StateProbing, lb.StateDraining, lb.StateMaintenance,
+	lb.StateProbing, lb.StateDraining, lb.StateMaintenance, lb.StateClosed,
 }
 
 // NewCollector returns a collector of bal's metrics. constLabels (may be

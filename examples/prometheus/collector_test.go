@@ -101,6 +101,7 @@ tinylb_backend_effective_weight{backend=%[1]q} 2
 tinylb_backend_effective_weight{backend=%[2]q} 1
 # HELP tinylb_backend_state 1 for the backend's current state, 0 for the others.
 # TYPE tinylb_backend_state gauge
+tinylb_backend_state{backend=%[1]q,state="closed"} 0
 tinylb_backend_state{backend=%[1]q,state="down"} 0
 tinylb_backend_state{backend=%[1]q,state="draining"} 0
 tinylb_backend_state{backend=%[1]q,state="ejected"} 0
@@ -108,6 +109,7 @@ tinylb_backend_state{backend=%[1]q,state="maintenance"} 0
 tinylb_backend_state{backend=%[1]q,state="probing"} 0
 tinylb_backend_state{backend=%[1]q,state="slow-start"} 0
 tinylb_backend_state{backend=%[1]q,state="up"} 1
+tinylb_backend_state{backend=%[2]q,state="closed"} 0
 tinylb_backend_state{backend=%[2]q,state="down"} 0
 tinylb_backend_state{backend=%[2]q,state="draining"} 0
 tinylb_backend_state{backend=%[2]q,state="ejected"} 0

@@ -6,8 +6,9 @@
 // Part 1: ten backends, one 10× slower, Poisson arrivals at -loads of the
 // total capacity, every strategy; p50/p99 latency and the slow backend's
 // share. Part 2: the consistent-hash ring's balance and the keys moved on
-// add/remove at 10 and 100 backends (algorithms.md §4.3). Everything is
-// simulated: the output depends on the flags only.
+// add/remove at 10 and 100 backends (one million keys key-0 … key-999999 on
+// nginx's ketama ring). Everything is simulated: the output depends on the
+// flags only.
 package main
 
 import (
