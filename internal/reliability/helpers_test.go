@@ -246,11 +246,14 @@ type front struct {
 	srv  *http.Server
 	ln   net.Listener
 
-	handlers sync.WaitGroup
-	mu       sync.Mutex
-	panics   []any
-	closed   atomic.Bool
-	t        testing.TB
+	// running counts the handlers still running. Not a WaitGroup: an
+	// HTTP/2 stream can start a handler while Close waits, and a
+	// WaitGroup's Add may not race its Wait from zero.
+	running atomic.Int64
+	mu      sync.Mutex
+	panics  []any
+	closed  atomic.Bool
+	t       testing.TB
 }
 
 func startFront(t testing.TB, h http.Handler, adjust func(*http.Server)) *front {
@@ -265,8 +268,8 @@ func startFront(t testing.TB, h http.Handler, adjust func(*http.Server)) *front 
 	f.URL = "http://" + f.Addr
 	f.srv = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			f.handlers.Add(1)
-			defer f.handlers.Done()
+			f.running.Add(1)
+			defer f.running.Add(-1)
 			defer func() {
 				if p := recover(); p != nil {
 					f.mu.Lock()
@@ -302,12 +305,8 @@ func (f *front) Close() {
 		return
 	}
 	f.srv.Close()
-	done := make(chan struct{})
-	go func() { f.handlers.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		f.t.Errorf("front handlers still running 10s after their connections closed")
+	if !waitFor(f.t, 10*time.Second, "front handlers to return", func() bool { return f.running.Load() == 0 }) {
+		f.t.Errorf("%d front handlers still running 10s after their connections closed", f.running.Load())
 	}
 }
 
