@@ -1,6 +1,7 @@
 package lb_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -311,4 +313,41 @@ func (c *errRecorder) only(t testing.TB) error {
 	errs := c.all()
 	require.Lenf(t, errs, 1, "ErrorHandler calls: %v", errs)
 	return errs[0]
+}
+
+// send sends req through g and returns the answer.
+func (g *gateway) send(t *testing.T, req *http.Request) outcome {
+	t.Helper()
+	resp, err := g.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return outcome{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+// rawRequest writes a request to g over a new connection and reads the
+// answer.
+func rawRequest(t *testing.T, g *gateway, request string) *http.Response {
+	t.Helper()
+	conn, err := net.Dial("tcp", g.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, request); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
 }
