@@ -1,7 +1,6 @@
 package lb_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -9,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -328,26 +326,4 @@ func (g *gateway) send(t *testing.T, req *http.Request) outcome {
 		t.Fatal(err)
 	}
 	return outcome{status: resp.StatusCode, header: resp.Header, body: b}
-}
-
-// rawRequest writes a request to g over a new connection and reads the
-// answer.
-func rawRequest(t *testing.T, g *gateway, request string) *http.Response {
-	t.Helper()
-	conn, err := net.Dial("tcp", g.srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(conn, request); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp
 }

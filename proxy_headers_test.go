@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/tinylb/lb"
+	"github.com/tinylb/lb/internal/rawhttp"
 )
 
 // TestForwardingHeaders: the backend sees X-Forwarded-* set by the
@@ -66,7 +67,7 @@ func TestConnectionHeaderEmptyFirstLine(t *testing.T) {
 	up := startUpstream(t, "a", nil)
 	pool, _ := poolOf(t, up.url)
 	g := startGateway(t, pool, lb.RoundRobin())
-	resp := rawRequest(t, g, "GET /x HTTP/1.1\r\nHost: shop.example\r\nConnection: \r\n"+
+	resp := rawhttp.Do(t, g.srv.Listener.Addr().String(), "GET /x HTTP/1.1\r\nHost: shop.example\r\nConnection: \r\n"+
 		"Connection: X-Forwarded-For, X-Forwarded-Host, X-Hop\r\nX-Hop: 1\r\n"+reqIDHeader+": raw\r\n\r\n")
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d", resp.StatusCode)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tinylb/lb"
+	"github.com/tinylb/lb/internal/rawhttp"
 )
 
 // TestPathJoining: the backend URL's path is joined in front of the
@@ -138,7 +139,7 @@ func TestOnlyPoolMembersAreDialed(t *testing.T) {
 		"GET /x@169.254.169.254/ HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-Host: 169.254.169.254\r\n",
 	} {
 		id := fmt.Sprint("ssrf", i)
-		resp := rawRequest(t, g, req+reqIDHeader+": "+id+"\r\nConnection: close\r\n\r\n")
+		resp := rawhttp.Do(t, g.srv.Listener.Addr().String(), req+reqIDHeader+": "+id+"\r\nConnection: close\r\n\r\n")
 		if resp.StatusCode != http.StatusOK {
 			t.Errorf("%q: status %d; want 200 from the pool's backend", req, resp.StatusCode)
 			continue
