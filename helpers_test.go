@@ -312,3 +312,18 @@ func (c *errRecorder) only(t testing.TB) error {
 	require.Lenf(t, errs, 1, "ErrorHandler calls: %v", errs)
 	return errs[0]
 }
+
+// send sends req through g and returns the answer.
+func (g *gateway) send(t *testing.T, req *http.Request) outcome {
+	t.Helper()
+	resp, err := g.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return outcome{status: resp.StatusCode, header: resp.Header, body: b}
+}

@@ -1,11 +1,9 @@
 package lb
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httptrace"
@@ -16,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tinylb/lb/internal/rawhttp"
 )
 
 // The relay path (proxy.go) must do what httputil.ReverseProxy does. These
@@ -116,41 +116,25 @@ func (d *diffBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// rawDo sends a raw request to addr and reads every response to it.
-func rawDo(t *testing.T, addr, raw string) gotResponse {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(c, raw); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(c)
-	method, _, _ := strings.Cut(raw, " ")
+// gotOf is what the client got in x, as the cases compare it.
+func gotOf(x *rawhttp.Exchange) gotResponse {
 	var g gotResponse
-	for {
-		res, err := http.ReadResponse(br, &http.Request{Method: method})
-		if err != nil {
-			g.ReadErr = true // the connection ended before a whole head
-			return g
+	for _, res := range x.Interim {
+		var kv []string
+		for k, v := range res.Header {
+			kv = append(kv, k+"="+strings.Join(v, ","))
 		}
-		if res.StatusCode >= 100 && res.StatusCode <= 199 {
-			var kv []string
-			for k, v := range res.Header {
-				kv = append(kv, k+"="+strings.Join(v, ","))
-			}
-			sort.Strings(kv)
-			g.Interim = append(g.Interim, fmt.Sprint(res.StatusCode, " ", strings.Join(kv, ";")))
-			continue
-		}
-		body, err := io.ReadAll(res.Body)
-		g.Status, g.Header, g.Body, g.Trailer, g.ReadErr = res.StatusCode, res.Header, string(body), res.Trailer, err != nil
-		g.Header.Del("Date")
+		sort.Strings(kv)
+		g.Interim = append(g.Interim, fmt.Sprint(res.StatusCode, " ", strings.Join(kv, ";")))
+	}
+	res := x.Response
+	if res == nil {
+		g.ReadErr = true // the connection ended before a whole head
 		return g
 	}
+	g.Status, g.Header, g.Body, g.Trailer, g.ReadErr = res.StatusCode, res.Header, string(x.Body), res.Trailer, x.Err != nil
+	g.Header.Del("Date")
+	return g
 }
 
 // diffCases are raw requests; {ID} is replaced with a request id.
@@ -341,7 +325,7 @@ func TestRelayMatchesReverseProxy(t *testing.T) {
 			var got [2]gotResponse
 			for i, p := range paths {
 				id := fmt.Sprint(n, p.name)
-				got[i] = rawDo(t, addrs[i], strings.ReplaceAll(c.raw, "{ID}", id))
+				got[i] = gotOf(rawhttp.Send(t, addrs[i], strings.ReplaceAll(c.raw, "{ID}", id)))
 				be.mu.Lock()
 				s, ok := be.seen[id]
 				be.mu.Unlock()

@@ -154,6 +154,34 @@ func (s *server) len() int { return len(s.q) - s.head }
 
 // Run simulates p under c and returns its result. It is deterministic.
 func Run(c Config, p Policy) Result {
+	m := newModel(c, p)
+	m.simulate()
+	return m.result()
+}
+
+// model is one run: the backends, the picker over them, the random streams
+// and what is measured.
+type model struct {
+	c        Config
+	p        Policy
+	srv      []server
+	picker   strategy.Picker
+	obs      strategy.Observer // nil if the picker is not one
+	arrivals *rand.Rand        // inter-arrival and service draws
+	keys     *rand.Rand        // request keys, for keyed policies
+	req      *http.Request     // the request every Pick is given
+	keyVal   [1]string         // req's X-Key value, when keyed
+	rate     float64
+	lat      []float64 // latencies of the measured requests, ms
+	counts   []int     // measured requests per backend
+	maxQ     []int     // longest queue per backend
+
+	firstT, lastT float64 // arrival times of the first and last measured requests
+}
+
+// newModel builds the backends and the picker of c and p: backend i is
+// http://10.0.0.(i+1):80, c.Slow is Factor times slower.
+func newModel(c Config, p Policy) *model {
 	n := c.Backends
 	all := make([]strategy.Endpoint, n)
 	set := &strategy.Set{All: all, Usable: make([]int, n), Weights: make([]int, n), Scale: 1}
@@ -169,93 +197,113 @@ func Run(c Config, p Policy) Result {
 		srv[i] = server{mean: c.MeanMS / 1000, doneAt: math.Inf(1)}
 	}
 	srv[c.Slow].mean *= c.Factor
-	picker := p.Strategy.Picker(set)
-	obs, _ := picker.(strategy.Observer)
+	m := &model{c: c, p: p, srv: srv, picker: p.Strategy.Picker(set)}
+	m.obs, _ = m.picker.(strategy.Observer)
 
-	arrivals := rand.New(rand.NewPCG(c.Seed, 0x5eed))
-	keys := rand.New(rand.NewPCG(c.Seed, 0x6b657973))
-	req := &http.Request{Header: http.Header{}}
-	var keyVal [1]string
+	m.arrivals = rand.New(rand.NewPCG(c.Seed, 0x5eed))
+	m.keys = rand.New(rand.NewPCG(c.Seed, 0x6b657973))
+	m.req = &http.Request{Header: http.Header{}}
 	if p.Keyed {
-		req.Header["X-Key"] = keyVal[:]
+		m.req.Header["X-Key"] = m.keyVal[:]
 	}
-	rate := c.Rate()
-	total := c.Warmup + c.Requests
-	lat := make([]float64, 0, c.Requests)
-	counts := make([]int, n)
-	maxQ := make([]int, n)
-	now, next := 0.0, arrivals.ExpFloat64()/rate
-	var firstT, lastT float64
+	m.rate = c.Rate()
+	m.lat = make([]float64, 0, c.Requests)
+	m.counts = make([]int, n)
+	m.maxQ = make([]int, n)
+	return m
+}
+
+// simulate runs the events in time order until every request has been
+// sent and served: each step is the earliest completion or the next
+// arrival, an arrival first on a tie.
+func (m *model) simulate() {
+	total := m.c.Warmup + m.c.Requests
+	next := m.arrivals.ExpFloat64() / m.rate
 	sent := 0
 	for {
 		// The next event: the earliest completion, or the next arrival.
 		bi, bt := -1, math.Inf(1)
-		for i := range srv {
-			if srv[i].doneAt < bt {
-				bi, bt = i, srv[i].doneAt
+		for i := range m.srv {
+			if m.srv[i].doneAt < bt {
+				bi, bt = i, m.srv[i].doneAt
 			}
 		}
 		if sent < total && next <= bt {
-			now = next
-			service := arrivals.ExpFloat64()
-			next = now + arrivals.ExpFloat64()/rate
-			if p.Keyed {
-				keyVal[0] = strconv.FormatUint(keys.Uint64(), 36)
-			}
-			i := picker.Pick(req, nil)
-			if i < 0 {
-				panic(fmt.Sprintf("sim: %s picked nothing", p.Name))
-			}
-			counted := sent >= c.Warmup
-			if counted {
-				if sent == c.Warmup {
-					firstT = now
-				}
-				lastT = now
-				counts[i]++
-			}
+			now := next
+			service := m.arrivals.ExpFloat64()
+			next = now + m.arrivals.ExpFloat64()/m.rate
+			m.arrive(now, service, sent)
 			sent++
-			s := &srv[i]
-			s.q = append(s.q, job{arrive: now, service: service * s.mean, counted: counted})
-			if s.len() == 1 {
-				s.doneAt = now + s.q[s.head].service
-			}
-			maxQ[i] = max(maxQ[i], s.len())
 			continue
 		}
 		if bi < 0 {
 			break // every request sent and served
 		}
-		now = bt
-		s := &srv[bi]
-		j := s.q[s.head]
-		s.head++
-		if s.head > 1024 && s.head*2 > len(s.q) {
-			s.q = append(s.q[:0], s.q[s.head:]...)
-			s.head = 0
-		}
-		if j.counted {
-			lat = append(lat, (now-j.arrive)*1000)
-		}
-		if obs != nil {
-			obs.Done(bi, strategy.Success)
-		}
-		if s.len() > 0 {
-			s.doneAt = now + s.q[s.head].service
-		} else {
-			s.doneAt = math.Inf(1)
-		}
+		m.complete(bi, bt)
 	}
+}
 
-	r := Result{Policy: p.Name, Note: p.Note, Load: c.Load, Rate: rate, Requests: len(lat), SimSeconds: lastT - firstT}
-	r.Shares = make([]float64, n)
-	for i, k := range counts {
+// arrive sends request number sent, arriving at now with the Exp(1) draw
+// service, to the backend the picker picks, and queues it there.
+func (m *model) arrive(now, service float64, sent int) {
+	if m.p.Keyed {
+		m.keyVal[0] = strconv.FormatUint(m.keys.Uint64(), 36)
+	}
+	i := m.picker.Pick(m.req, nil)
+	if i < 0 {
+		panic(fmt.Sprintf("sim: %s picked nothing", m.p.Name))
+	}
+	counted := sent >= m.c.Warmup
+	if counted {
+		if sent == m.c.Warmup {
+			m.firstT = now
+		}
+		m.lastT = now
+		m.counts[i]++
+	}
+	s := &m.srv[i]
+	s.q = append(s.q, job{arrive: now, service: service * s.mean, counted: counted})
+	if s.len() == 1 {
+		s.doneAt = now + s.q[s.head].service
+	}
+	m.maxQ[i] = max(m.maxQ[i], s.len())
+}
+
+// complete ends the service of the request at the head of backend bi's
+// queue at now, tells the picker if it observes, and starts the next.
+func (m *model) complete(bi int, now float64) {
+	s := &m.srv[bi]
+	j := s.q[s.head]
+	s.head++
+	if s.head > 1024 && s.head*2 > len(s.q) {
+		s.q = append(s.q[:0], s.q[s.head:]...)
+		s.head = 0
+	}
+	if j.counted {
+		m.lat = append(m.lat, (now-j.arrive)*1000)
+	}
+	if m.obs != nil {
+		m.obs.Done(bi, strategy.Success)
+	}
+	if s.len() > 0 {
+		s.doneAt = now + s.q[s.head].service
+	} else {
+		s.doneAt = math.Inf(1)
+	}
+}
+
+// result sums up the measured requests.
+func (m *model) result() Result {
+	c, lat := m.c, m.lat
+	r := Result{Policy: m.p.Name, Note: m.p.Note, Load: c.Load, Rate: m.rate, Requests: len(lat), SimSeconds: m.lastT - m.firstT}
+	r.Shares = make([]float64, c.Backends)
+	for i, k := range m.counts {
 		r.Shares[i] = float64(k) / float64(c.Requests)
 	}
 	r.SlowShare = r.Shares[c.Slow]
-	r.SlowUtil = r.SlowShare * rate * srv[c.Slow].mean
-	r.SlowMaxQueue = maxQ[c.Slow]
-	r.MaxQueue = slices.Max(maxQ)
+	r.SlowUtil = r.SlowShare * m.rate * m.srv[c.Slow].mean
+	r.SlowMaxQueue = m.maxQ[c.Slow]
+	r.MaxQueue = slices.Max(m.maxQ)
 	slices.Sort(lat)
 	var sum float64
 	for _, v := range lat {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tinylb/lb/internal/faultkit"
+	"github.com/tinylb/lb/internal/rawhttp"
 )
 
 // B3: malformed and ambiguous requests over raw TCP to an http.Server
@@ -225,7 +226,7 @@ var relayed1xx int
 // B5 (HTTP/1): a 2 MiB header gets 431; 10,000 small headers do no harm.
 func TestB5_HeaderFloods(t *testing.T) {
 	e := newEnv(t, envConfig{n: 1, backend: func(int) faultkit.Config { return faultkit.Config{Keep: true} }})
-	resp := rawRequest(t, e.front.Addr, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: "+strings.Repeat("a", 2<<20)+"\r\n\r\n")
+	resp := rawhttp.Do(t, e.front.Addr, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: "+strings.Repeat("a", 2<<20)+"\r\n\r\n")
 	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Errorf("B5: 2 MiB header: %d, want 431", resp.StatusCode)
 	}
@@ -233,7 +234,7 @@ func TestB5_HeaderFloods(t *testing.T) {
 	for i := range 10000 {
 		fmt.Fprintf(&sb, "X-H-%d: v\r\n", i)
 	}
-	resp = rawRequest(t, e.front.Addr, "GET / HTTP/1.1\r\nHost: x\r\nX-Req-Id: many\r\nConnection: close\r\n"+sb.String()+"\r\n")
+	resp = rawhttp.Do(t, e.front.Addr, "GET / HTTP/1.1\r\nHost: x\r\nX-Req-Id: many\r\nConnection: close\r\n"+sb.String()+"\r\n")
 	if resp.StatusCode != 200 {
 		t.Errorf("B5: 10k headers: %d", resp.StatusCode)
 	}
@@ -276,7 +277,7 @@ func TestB6_PathAndQueryFidelity(t *testing.T) {
 		{"/", "/base/"},
 	} {
 		id := fmt.Sprint("b6-", i)
-		resp := rawRequest(t, e.front.Addr, "GET "+tc.sent+" HTTP/1.1\r\nHost: x\r\nX-Req-Id: "+id+"\r\nConnection: close\r\n\r\n")
+		resp := rawhttp.Do(t, e.front.Addr, "GET "+tc.sent+" HTTP/1.1\r\nHost: x\r\nX-Req-Id: "+id+"\r\nConnection: close\r\n\r\n")
 		if resp.StatusCode != 200 {
 			t.Errorf("B6: %.60s: status %d", tc.sent, resp.StatusCode)
 			continue

@@ -1,22 +1,18 @@
 package reliability
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/netip"
 	"net/textproto"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tinylb/lb"
 	"github.com/tinylb/lb/internal/faultkit"
+	"github.com/tinylb/lb/internal/rawhttp"
 )
 
 // hopHeaders are the hop-by-hop headers of RFC 9110 §7.6.1 and the ones
@@ -45,31 +41,6 @@ func hopViolations(h http.Header, named ...string) []string {
 	return out
 }
 
-// rawRequest sends raw to the front over a new connection and reads one
-// response, body included.
-func rawRequest(t *testing.T, addr, raw string) *http.Response {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(c, raw); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatalf("reading the answer to %q: %v", raw, err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body = io.NopCloser(bytes.NewReader(body))
-	if err != nil {
-		t.Fatalf("reading the body of the answer to %q: %v", raw, err)
-	}
-	return resp
-}
-
 // S1: hop-by-hop headers, and the headers named in Connection, cross the
 // balancer in neither direction, on final and on 1xx responses.
 func TestS1_HopByHopBothWays(t *testing.T) {
@@ -82,7 +53,7 @@ func TestS1_HopByHopBothWays(t *testing.T) {
 			"Connection: ,X-Custom , X-Other\r\nX-Custom: 1\r\nX-Other: 2\r\nUpgrade: websocket\r\n",
 		} {
 			id := fmt.Sprintf("s1-req-%d", i)
-			resp := rawRequest(t, e.front.Addr, "GET /?n=1 HTTP/1.1\r\nHost: x\r\nX-Req-Id: "+id+"\r\n"+raw+"\r\n")
+			resp := rawhttp.Do(t, e.front.Addr, "GET /?n=1 HTTP/1.1\r\nHost: x\r\nX-Req-Id: "+id+"\r\n"+raw+"\r\n")
 			if resp.StatusCode != 200 {
 				t.Errorf("%s: status %d", id, resp.StatusCode)
 				continue
@@ -185,7 +156,7 @@ func TestS2_ConnectionHeaderAbuse(t *testing.T) {
 				"Connection: " + strings.ReplaceAll(abuse, ", ", "\r\nConnection: ") + "\r\n",
 			} {
 				id := fmt.Sprintf("s2-%v-%d", trust, i)
-				resp := rawRequest(t, e.front.Addr, "GET /?n=1 HTTP/1.1\r\nHost: victim.example\r\nX-Req-Id: "+id+"\r\n"+spoof+conn+"\r\n")
+				resp := rawhttp.Do(t, e.front.Addr, "GET /?n=1 HTTP/1.1\r\nHost: victim.example\r\nX-Req-Id: "+id+"\r\n"+spoof+conn+"\r\n")
 				if resp.StatusCode != 200 {
 					t.Errorf("%s: status %d", id, resp.StatusCode)
 					continue

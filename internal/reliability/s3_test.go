@@ -8,6 +8,7 @@ import (
 
 	"github.com/tinylb/lb"
 	"github.com/tinylb/lb/internal/faultkit"
+	"github.com/tinylb/lb/internal/rawhttp"
 	"github.com/tinylb/lb/internal/xff"
 )
 
@@ -51,7 +52,7 @@ func TestS3_ForwardedForTrust(t *testing.T) {
 			if tc.extra != "" {
 				headers = "Forwarded: for=6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.example\r\n" + tc.extra
 			}
-			resp := rawRequest(t, e.front.Addr, "GET / HTTP/1.1\r\nHost: front.example\r\nX-Req-Id: "+id+"\r\n"+headers+"Connection: close\r\n\r\n")
+			resp := rawhttp.Do(t, e.front.Addr, "GET / HTTP/1.1\r\nHost: front.example\r\nX-Req-Id: "+id+"\r\n"+headers+"Connection: close\r\n\r\n")
 			if resp.StatusCode != 200 {
 				t.Fatalf("status %d", resp.StatusCode)
 			}

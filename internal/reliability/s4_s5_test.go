@@ -8,6 +8,7 @@ import (
 
 	"github.com/tinylb/lb"
 	"github.com/tinylb/lb/internal/faultkit"
+	"github.com/tinylb/lb/internal/rawhttp"
 )
 
 // ssrfRequests are request heads that try to pick the target: absolute
@@ -50,7 +51,7 @@ func TestS4_HostAndTargetNeverPickTheAddress(t *testing.T) {
 			e := newEnv(t, envConfig{n: 2, strategy: strat.s, backend: func(int) faultkit.Config { return faultkit.Config{Keep: true} }})
 			for i, head := range ssrfRequests {
 				id := fmt.Sprintf("s4-%d", i)
-				resp := rawRequest(t, e.front.Addr, head+"X-Req-Id: "+id+"\r\nConnection: close\r\n\r\n")
+				resp := rawhttp.Do(t, e.front.Addr, head+"X-Req-Id: "+id+"\r\nConnection: close\r\n\r\n")
 				seen := append(e.backends[0].SeenID(id), e.backends[1].SeenID(id)...)
 				if resp.StatusCode >= 500 {
 					t.Errorf("S4: %q: status %d", head, resp.StatusCode)
@@ -77,7 +78,7 @@ func TestS4_HostAndTargetNeverPickTheAddress(t *testing.T) {
 			"GET / HTTP/1.1\r\nHost: evil.example\tx\r\n",                    // tab
 			"GET / HTTP/1.1\r\nHost: " + strings.Repeat("a", 2<<20) + "\r\n", // over MaxHeaderBytes
 		} {
-			resp := rawRequest(t, e.front.Addr, head+"\r\n")
+			resp := rawhttp.Do(t, e.front.Addr, head+"\r\n")
 			if resp.StatusCode/100 != 4 {
 				t.Errorf("S4: %.60q: status %d, want 4xx", head, resp.StatusCode)
 			}
@@ -93,7 +94,7 @@ func TestS4_HostAndTargetNeverPickTheAddress(t *testing.T) {
 		e := newEnv(t, envConfig{n: 1, backend: func(int) faultkit.Config { return faultkit.Config{Keep: true} }})
 		for i, host := range []string{"[::1", strings.Repeat("a", 70000), "a..b", "-x-:99999"} {
 			id := fmt.Sprintf("odd-%d", i)
-			resp := rawRequest(t, e.front.Addr, "GET / HTTP/1.1\r\nHost: "+host+"\r\nX-Req-Id: "+id+"\r\nConnection: close\r\n\r\n")
+			resp := rawhttp.Do(t, e.front.Addr, "GET / HTTP/1.1\r\nHost: "+host+"\r\nX-Req-Id: "+id+"\r\nConnection: close\r\n\r\n")
 			if resp.StatusCode != 200 && resp.StatusCode/100 != 4 {
 				t.Errorf("S4: Host %.20q: status %d", host, resp.StatusCode)
 			}
@@ -107,7 +108,7 @@ func TestS4_HostAndTargetNeverPickTheAddress(t *testing.T) {
 	})
 	t.Run("forwarded host", func(t *testing.T) {
 		e := newEnv(t, envConfig{n: 1, backend: func(int) faultkit.Config { return faultkit.Config{Keep: true} }})
-		resp := rawRequest(t, e.front.Addr, "GET /p HTTP/1.1\r\nHost: shop.example:8443\r\nX-Req-Id: fh\r\nConnection: close\r\n\r\n")
+		resp := rawhttp.Do(t, e.front.Addr, "GET /p HTTP/1.1\r\nHost: shop.example:8443\r\nX-Req-Id: fh\r\nConnection: close\r\n\r\n")
 		if resp.StatusCode != 200 {
 			t.Fatalf("status %d", resp.StatusCode)
 		}
