@@ -39,3 +39,18 @@ type trackedConn struct {
 }
 
 func (t *trackedConn) Write(p []byte) (int, error) { return t.w.Write(p) }
+
+// CloseWrite half-closes the backend connection. ReverseProxy calls it when
+// the client has half-closed its side of the tunnel, and then keeps copying
+// the backend's answer to the client until the backend closes too; without
+// it, ReverseProxy ended the tunnel on the client's EOF, and whatever the
+// backend sent afterwards was lost. http.Transport's 101 body has
+// CloseWrite (of the *net.TCPConn under it); a body from another
+// RoundTripper that has none gets the error, and ReverseProxy closes both
+// sides as before.
+func (t *trackedConn) CloseWrite() error {
+	if cw, ok := t.w.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return fmt.Errorf("lb: CloseWrite on a %T: %w", t.w, http.ErrNotSupported)
+}
