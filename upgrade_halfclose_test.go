@@ -249,3 +249,44 @@ func TestUpgradeHalfCloseLargeAnswer(t *testing.T) {
 		})
 	}
 }
+
+// noCloseWrite is a RoundTripper whose 101 bodies have no CloseWrite, as
+// a RoundTripper other than http.Transport may give.
+type noCloseWrite struct{ base *http.Transport }
+
+func (rt noCloseWrite) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := rt.base.RoundTrip(r)
+	if err == nil && resp.StatusCode == http.StatusSwitchingProtocols {
+		resp.Body = struct{ io.ReadWriteCloser }{resp.Body.(io.ReadWriteCloser)}
+	}
+	return resp, err
+}
+
+// TestUpgradeHalfCloseWithoutCloseWrite: when the backend connection
+// cannot be half-closed, a client's half-close ends the tunnel, as
+// ReverseProxy does when CloseWrite fails: both sides are closed, nothing
+// hangs, and the attempt is settled.
+func TestUpgradeHalfCloseWithoutCloseWrite(t *testing.T) {
+	backendRead := make(chan string, 1)
+	url := startTunnelBackend(t, func(c *net.TCPConn, br *bufio.Reader) {
+		got, _ := io.ReadAll(br)
+		backendRead <- string(got)
+	})
+	tr := NewTransport()
+	t.Cleanup(tr.CloseIdleConnections)
+	bal, addr := startTunnelGateway(t, url, []Option{WithTransport(noCloseWrite{tr})})
+	c, br := dialTunnel(t, addr)
+
+	_, err := io.WriteString(c, "ping")
+	require.NoError(t, err)
+	require.NoError(t, c.CloseWrite())
+	select {
+	case got := <-backendRead:
+		assert.Equal(t, "ping", got)
+	case <-time.After(hangGuard):
+		t.Fatal("the backend connection was not closed")
+	}
+	got, _ := io.ReadAll(br)
+	assert.Empty(t, string(got))
+	requireSettled(t, bal)
+}
