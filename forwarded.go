@@ -32,9 +32,11 @@ func WithTrustedProxies(prefixes ...netip.Prefix) Option {
 // have already removed hop-by-hop headers, Forwarded and X-Forwarded-*
 // from pr.Out, so a client's "Connection: X-Forwarded-For" cannot remove
 // what is set here.
+// It also removes any h2c upgrade (dropH2C).
 // The target URL is set per attempt by attemptTransport, since a retry
 // goes to another backend.
 func (b *Balancer) rewrite(pr *httputil.ProxyRequest) {
+	dropH2C(pr)
 	if len(pr.Out.Header["X-Real-Ip"]) > 0 {
 		pr.Out.Header.Del("X-Real-Ip")
 	}

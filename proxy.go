@@ -175,9 +175,9 @@ func copyTrailers(w http.ResponseWriter, res *http.Response, announced int) {
 
 // relays reports whether r takes the relay path. An upgrade takes over the
 // connection, and a periodic flush needs a timer: both are ReverseProxy's
-// to do.
+// to do. A request that offers only h2c is no upgrade (see dropH2C).
 func (b *Balancer) relays(r *http.Request) bool {
-	return b.o.flushInterval <= 0 && !b.o.viaReverseProxy && !hasToken(r.Header["Connection"], "upgrade")
+	return b.o.flushInterval <= 0 && !b.o.viaReverseProxy && !asksUpgrade(r.Header)
 }
 
 // copyBody copies the response body to the client with a pooled buffer,
