@@ -43,8 +43,8 @@ func parseBackend(s string) (backendConfig, error) {
 		}
 		b.Weight = n
 	}
-	if !strings.Contains(b.URL, "://") {
-		return backendConfig{}, fmt.Errorf("invalid -backend %q: want an http:// or https:// URL", redact(s))
+	if msg := schemeProblem(b.URL); msg != "" {
+		return backendConfig{}, fmt.Errorf("invalid -backend %q: %s", redact(s), msg)
 	}
 	// Let the library judge the URL and the weight. Its errors quote the
 	// URL without credentials.
@@ -54,11 +54,22 @@ func parseBackend(s string) (backendConfig, error) {
 	return b, nil
 }
 
-// redact hides the credentials of a URL that has them.
+// schemeProblem returns what is wrong with a backend URL written without
+// its scheme, such as 10.0.0.1:8080, or "". The url package would parse
+// that as a path, or call its first segment a bad scheme.
+func schemeProblem(rawURL string) string {
+	if strings.TrimSpace(rawURL) == "" || strings.Contains(rawURL, "://") {
+		return "" // empty is the library's to say
+	}
+	return "want an http:// or https:// URL"
+}
+
+// redact hides the credentials of a URL that has them, with its scheme
+// or without.
 func redact(s string) string {
 	_, rest, ok := strings.Cut(s, "://")
 	if !ok {
-		return s
+		rest = s
 	}
 	authority := rest
 	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
@@ -117,6 +128,9 @@ func (c *config) validateBackends() error {
 	seen := make(map[string]int, len(c.Backends))
 	for i, b := range c.Backends {
 		p := index("backends", i)
+		if msg := schemeProblem(b.URL); msg != "" {
+			return badf(p+".url", quote(redact(b.URL)), "%s", msg)
+		}
 		be, err := lb.NewBackend(b.URL)
 		if err != nil {
 			return badf(p+".url", quote(redact(b.URL)), "%s", urlProblem(err))
