@@ -27,9 +27,10 @@ func (s *statusConfig) validate(p, mainListen string) error {
 		}
 		return nil
 	}
-	if _, port, err := net.SplitHostPort(s.Listen); err != nil {
-		return badf(p+".listen", quote(s.Listen), "want host:port, e.g. 127.0.0.1:8081")
-	} else if s.Listen == mainListen && port != "0" {
+	if msg := addrProblem(s.Listen); msg != "" {
+		return badf(p+".listen", quote(s.Listen), "%s", msg)
+	}
+	if _, port, _ := net.SplitHostPort(s.Listen); s.Listen == mainListen && port != "0" {
 		return badf(p+".listen", quote(s.Listen), "the same address as listen")
 	}
 	switch {

@@ -59,10 +59,37 @@ func (c *config) validate() error {
 
 // validateListen checks the address to serve on.
 func (c *config) validateListen() error {
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		return badf("listen", quote(c.Listen), "want host:port, e.g. 127.0.0.1:8080 or :8080")
+	if msg := addrProblem(c.Listen); msg != "" {
+		return badf("listen", quote(c.Listen), "%s", msg)
 	}
 	return nil
+}
+
+// addrProblem returns what is wrong with an address to listen on, or "".
+// It wants host:port with an IP address, a host name or nothing as the
+// host, and a port number from 1 to 65535, or 0 for any free port: what
+// net.Listen("tcp", addr) takes, short of port names, so that a bad
+// address stops the proxy before it starts, not when it listens.
+func addrProblem(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "want host:port, e.g. 127.0.0.1:8080 or :8080"
+	}
+	if n, err := strconv.Atoi(port); err != nil || n > 65535 || strings.Trim(port, "0123456789") != "" {
+		return "port must be between 1 and 65535, or 0 for any free port"
+	}
+	if host == "" {
+		return ""
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return ""
+	}
+	if strings.ContainsFunc(host, func(r rune) bool {
+		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '.' || r == '_')
+	}) {
+		return "not an IP address or host name"
+	}
+	return ""
 }
 
 // validateStrategy checks the strategy and its hash key.
