@@ -117,7 +117,7 @@ func (d *duration) UnmarshalJSON(data []byte) error {
 // calls it again with the same arguments.
 func load(args []string) (config, error) {
 	var v flagValues
-	fs := newFlagSet("tinylb", &v)
+	fs := newFlagSet(&v)
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}

@@ -67,8 +67,8 @@ Flags:
 
 // newFlagSet returns the flag set that fills v. Its output is discarded:
 // load returns errors, and main prints them.
-func newFlagSet(name string, v *flagValues) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+func newFlagSet(v *flagValues) *flag.FlagSet {
+	fs := flag.NewFlagSet(progName, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&v.config, "config", "",
 		"JSON config `file` (see lb.example.json); flags given on the command line override\n"+
@@ -111,9 +111,9 @@ func newFlagSet(name string, v *flagValues) *flag.FlagSet {
 }
 
 // usage writes the help text of the flag set to w.
-func usage(w io.Writer, name string) {
-	fmt.Fprintf(w, usageHead, name)
-	fs := newFlagSet(name, new(flagValues))
+func usage(w io.Writer) {
+	fmt.Fprintf(w, usageHead, progName)
+	fs := newFlagSet(new(flagValues))
 	fs.SetOutput(w)
 	fs.PrintDefaults()
 }

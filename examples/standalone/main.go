@@ -1,12 +1,17 @@
-// Standalone is a runnable HTTP load balancer built on tinylb:
+// Standalone is tinylb, a runnable HTTP load balancer built on the
+// library:
 //
-//	go run ./examples/standalone -listen 127.0.0.1:8080 -strategy swrr \
+//	go build -o tinylb ./examples/standalone
+//	./tinylb -listen 127.0.0.1:8080 -strategy swrr \
 //	    -backend http://127.0.0.1:9001=5 -backend http://127.0.0.1:9002
-//	go run ./examples/standalone -config examples/standalone/lb.example.json
+//	./tinylb -config examples/standalone/lb.example.json
 //
-// Run it with -h for every flag; lb.example.json shows every setting of the
-// config file. A bad flag or config file is reported on stderr, naming the
-// flag or the field's path, with exit status 2 before anything starts.
+// Build it before sending it signals: go run does not pass SIGHUP on to
+// the program it runs. Run it with -h for every flag; lb.example.json
+// shows every setting of the config file. A bad flag or config file
+// (an address that cannot be listened on included) is reported on stderr
+// as "tinylb: ...", naming the flag or the field's path, with exit status
+// 2 before anything starts.
 //
 // Signals:
 //   - SIGHUP re-reads the config file (and the flags, which still override
@@ -33,21 +38,23 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime/debug"
 	"syscall"
 )
 
+// progName is the program's name in its messages, whatever its binary is
+// called (go run names it standalone).
+const progName = "tinylb"
+
 func main() {
-	name := filepath.Base(os.Args[0])
 	args := os.Args[1:]
 	cfg, err := load(args)
 	if errors.Is(err, flag.ErrHelp) {
-		usage(os.Stderr, name)
+		usage(os.Stderr)
 		os.Exit(0)
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\nRun '%s -h' for usage.\n", name, err, name)
+		fmt.Fprintf(os.Stderr, "%s: %v\nRun '%s -h' for usage.\n", progName, err, progName)
 		os.Exit(2)
 	}
 

@@ -33,7 +33,9 @@ func TestMain(m *testing.M) {
 		if err := json.Unmarshal([]byte(raw), &args); err != nil {
 			panic(err)
 		}
-		os.Args = append([]string{"tinylb"}, args...)
+		// Keep the test binary's name as the program name: main must
+		// call itself tinylb whatever its binary is called.
+		os.Args = append(os.Args[:1], args...)
 		main()
 		os.Exit(0)
 	}
@@ -217,7 +219,7 @@ func TestParseFlagsHelp(t *testing.T) {
 		}
 	}
 	var b strings.Builder
-	usage(&b, "tinylb")
+	usage(&b)
 	for _, want := range []string{"Usage: tinylb", "-backend URL[=WEIGHT]", "-strategy strategy", "-hash-key", "-health-path", "-retries", "-config file", "SIGHUP"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("usage lacks %q:\n%s", want, b.String())
