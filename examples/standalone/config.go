@@ -48,14 +48,17 @@ type timeoutConfig struct {
 const (
 	defaultListen          = "127.0.0.1:8080"
 	defaultStrategy        = "rr"
-	defaultHealthPath      = "/healthz"
-	defaultHealthInterval  = 5 * time.Second
-	defaultMaxFails        = 1
-	defaultFailTimeout     = 10 * time.Second
-	defaultRetries         = 2 // -retries: retries after the first attempt
 	defaultShutdownTimeout = 10 * time.Second
 	defaultMaxHeaderBytes  = 64 << 10
 	minStatusToken         = 16
+)
+
+// The library's defaults that a setting of 0 stands for, shown in the
+// help of the flags: the library does not export them.
+const (
+	libTries       = 3                // lb.RetryPolicy.Tries
+	libMaxFails    = 1                // health.Passive.MaxFails
+	libFailTimeout = 10 * time.Second // health.Passive.FailTimeout
 )
 
 // defaultConfig returns the configuration of no file and no flags but
@@ -64,11 +67,6 @@ func defaultConfig() config {
 	return config{
 		Listen:   defaultListen,
 		Strategy: defaultStrategy,
-		Health: healthConfig{Passive: passiveConfig{
-			MaxFails:    defaultMaxFails,
-			FailTimeout: duration(defaultFailTimeout),
-		}},
-		Retries: retryConfig{Tries: defaultRetries + 1, BodyBuffer: 1 << 20},
 		Timeouts: timeoutConfig{
 			// Slowloris: a client gets this long to send its request
 			// headers. No Read or Write timeout: they would cut long
@@ -118,6 +116,9 @@ func (d *duration) UnmarshalJSON(data []byte) error {
 func load(args []string) (config, error) {
 	var v flagValues
 	fs := newFlagSet(&v)
+	// -retries, which counted retries, is refused below with a pointer to
+	// -tries. It is left out of the help.
+	fs.Func("retries", "", func(s string) error { v.retries = s; return nil })
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -126,6 +127,9 @@ func load(args []string) (config, error) {
 	}
 	set := make(map[string]bool)
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["retries"] {
+		return config{}, fmt.Errorf("-retries: no such flag: use -tries, which counts the first attempt too (%s)", triesHint(v.retries))
+	}
 
 	c := defaultConfig()
 	if v.config != "" {

@@ -68,9 +68,9 @@ func (c *config) options(log *slog.Logger, tr http.RoundTripper) []lb.Option {
 	if c.Health.Active != nil {
 		opts = append(opts, lb.WithHealthCheck(c.Health.Active.check()))
 	}
-	if c.Health.Passive.MaxFails > 0 {
-		opts = append(opts, lb.WithPassiveHealth(c.Health.Passive.passive()))
-	}
+	// Always given, so that its zero value is the library's default
+	// (max_fails 1) and -1 turns passive checks off.
+	opts = append(opts, lb.WithPassiveHealth(c.Health.Passive.passive()))
 	if c.SlowStart > 0 {
 		opts = append(opts, lb.WithSlowStart(c.SlowStart.D()))
 	}

@@ -104,29 +104,7 @@ func walk(path string, v any, t reflect.Type) *fieldError {
 		if !ok {
 			return want("an object")
 		}
-		var names []string
-		for i := range t.NumField() {
-			if n := jsonName(t.Field(i)); n != "" {
-				names = append(names, n)
-			}
-		}
-		for _, k := range slices.Sorted(maps.Keys(m)) {
-			i := slices.Index(names, k)
-			if i < 0 {
-				i = slices.IndexFunc(names, func(n string) bool { return strings.EqualFold(n, k) })
-			}
-			sub := k
-			if path != "" {
-				sub = path + "." + k
-			}
-			if i < 0 {
-				return badf(sub, "", "unknown field (want %s)", orList(names))
-			}
-			f, _ := fieldByJSONName(t, names[i])
-			if err := walk(sub, m[k], f.Type); err != nil {
-				return err
-			}
-		}
+		return walkStruct(path, m, t)
 	case reflect.Slice:
 		a, ok := v.([]any)
 		if !ok {
@@ -155,6 +133,14 @@ func walk(path string, v any, t reflect.Type) *fieldError {
 		if _, ok := v.(bool); !ok {
 			return want("true or false")
 		}
+	case reflect.Float64:
+		n, ok := v.(json.Number)
+		if !ok {
+			return want("a number")
+		}
+		if _, err := n.Float64(); err != nil {
+			return want("a number")
+		}
 	case reflect.Int, reflect.Int64:
 		n, ok := v.(json.Number)
 		if !ok {
@@ -163,6 +149,35 @@ func walk(path string, v any, t reflect.Type) *fieldError {
 		i, err := n.Int64()
 		if err != nil || reflect.New(t).Elem().OverflowInt(i) {
 			return want("an integer")
+		}
+	}
+	return nil
+}
+
+// walkStruct is walk of a JSON object m along struct type t: each of its
+// names must be a field of t.
+func walkStruct(path string, m map[string]any, t reflect.Type) *fieldError {
+	var names []string
+	for i := range t.NumField() {
+		if n := jsonName(t.Field(i)); n != "" {
+			names = append(names, n)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		i := slices.Index(names, k)
+		if i < 0 {
+			i = slices.IndexFunc(names, func(n string) bool { return strings.EqualFold(n, k) })
+		}
+		sub := k
+		if path != "" {
+			sub = path + "." + k
+		}
+		if i < 0 {
+			return badf(sub, "", "unknown field (want %s)", orList(names))
+		}
+		f, _ := fieldByJSONName(t, names[i])
+		if err := walk(sub, m[k], f.Type); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -23,7 +23,8 @@ type flagValues struct {
 	healthInterval     time.Duration
 	passiveMaxFails    int
 	passiveFailTimeout time.Duration
-	retries            int
+	tries              int
+	retries            string // refused: -tries replaced it
 	slowStart          time.Duration
 	shutdownTimeout    time.Duration
 }
@@ -39,7 +40,7 @@ var flagPaths = map[string]string{
 	"health-interval":      "health.active.interval",
 	"passive-max-fails":    "health.passive.max_fails",
 	"passive-fail-timeout": "health.passive.fail_timeout",
-	"retries":              "retries.tries",
+	"tries":                "retries.tries",
 	"slow-start":           "slow_start",
 	"shutdown-timeout":     "timeouts.shutdown",
 }
@@ -54,6 +55,10 @@ The JSON config file of -config holds every setting (see lb.example.json);
 a flag given on the command line overrides the setting it stands for.
 SIGHUP re-reads the file and applies its backends and log level in place;
 SIGINT or SIGTERM stops gracefully.
+
+Settings have the names and the zero values of the library's fields:
+0 (or leaving a setting out) means the library's default, and -1 turns
+off what the library lets turn off (-passive-max-fails -1).
 
 Examples:
   %[1]s -listen 127.0.0.1:8080 -strategy swrr \
@@ -92,17 +97,20 @@ func newFlagSet(v *flagValues) *flag.FlagSet {
 		})
 	fs.StringVar(&v.healthPath, "health-path", "",
 		"`path` to check each backend with GET, expecting a 2xx or 3xx status (rise 2, fall 3);\n"+
-			"empty turns active health checks off")
-	fs.DurationVar(&v.healthInterval, "health-interval", defaultHealthInterval,
-		"`duration` between health checks of a backend (needs -health-path)")
-	fs.IntVar(&v.passiveMaxFails, "passive-max-fails", defaultMaxFails,
+			"empty turns active health checks off (health.HTTPCheck.Path)")
+	fs.DurationVar(&v.healthInterval, "health-interval", schedule.Interval,
+		"`duration` between health checks of a backend (needs -health-path); 0 means the default\n"+
+			"(health.HTTPCheck.Interval)")
+	fs.IntVar(&v.passiveMaxFails, "passive-max-fails", libMaxFails,
 		"failed requests within -passive-fail-timeout that take a backend out of rotation for\n"+
-			"-passive-fail-timeout (nginx's max_fails); 0 turns passive health checks off")
-	fs.DurationVar(&v.passiveFailTimeout, "passive-fail-timeout", defaultFailTimeout,
-		"sliding window for -passive-max-fails, and how long a backend stays out (nginx's fail_timeout)")
-	fs.IntVar(&v.retries, "retries", defaultRetries,
-		"how many times a failed request may be retried on another backend, when that is safe;\n"+
-			"0 turns retries off")
+			"-passive-fail-timeout (nginx's max_fails, health.Passive.MaxFails); 0 means the default,\n"+
+			"-1 turns passive health checks off")
+	fs.DurationVar(&v.passiveFailTimeout, "passive-fail-timeout", libFailTimeout,
+		"sliding window for -passive-max-fails, and how long a backend stays out (nginx's fail_timeout,\n"+
+			"health.Passive.FailTimeout); 0 means the default")
+	fs.IntVar(&v.tries, "tries", libTries,
+		"most attempts a request may make, the first included, on different backends when that is\n"+
+			"safe (lb.RetryPolicy.Tries); 0 means the default, 1 turns retries off")
 	fs.DurationVar(&v.slowStart, "slow-start", 0,
 		"`duration` over which a backend that comes up ramps to its full share; 0 turns slow start off")
 	fs.DurationVar(&v.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout,
@@ -145,8 +153,7 @@ func (c *config) applyFlags(v *flagValues, set map[string]bool) error {
 			c.Health.Active = nil
 		} else {
 			if c.Health.Active == nil {
-				a := defaultActive()
-				c.Health.Active = &a
+				c.Health.Active = new(activeConfig)
 			}
 			c.Health.Active.Path = v.healthPath
 		}
@@ -158,22 +165,16 @@ func (c *config) applyFlags(v *flagValues, set map[string]bool) error {
 		c.Health.Active.Interval = duration(v.healthInterval)
 	}
 	if set["passive-max-fails"] {
-		if v.passiveMaxFails < 0 {
-			return badf("-passive-max-fails", strconv.Itoa(v.passiveMaxFails), "must be 0 (off) or more")
-		}
 		c.Health.Passive.MaxFails = v.passiveMaxFails
 	}
 	if set["passive-fail-timeout"] {
-		if c.Health.Passive.MaxFails == 0 {
-			return errors.New("-passive-fail-timeout has no effect with -passive-max-fails 0")
+		if c.Health.Passive.MaxFails == -1 {
+			return errors.New("-passive-fail-timeout has no effect with -passive-max-fails -1")
 		}
 		c.Health.Passive.FailTimeout = duration(v.passiveFailTimeout)
 	}
-	if set["retries"] {
-		if v.retries < 0 {
-			return badf("-retries", strconv.Itoa(v.retries), "must be 0 (off) or more")
-		}
-		c.Retries.Tries = v.retries + 1
+	if set["tries"] {
+		c.Retries.Tries = v.tries
 	}
 	if set["slow-start"] {
 		c.SlowStart = duration(v.slowStart)
