@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -9,10 +10,10 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/tinylb/lb"
+	"golang.org/x/sync/errgroup"
 )
 
 // proxy is a running load balancer: its listeners and servers, its
@@ -142,16 +143,56 @@ func (p *proxy) StatusAddr() net.Addr {
 }
 
 // serve serves until ctx ends or a server fails, reloading on each value
-// from reload, then shuts down.
+// from reload, then shuts down. Each server and the control path (reloads,
+// then the shutdown) run in one errgroup: the first server to fail
+// cancels the control path, which shuts the others down, and serve
+// returns that first error.
 func (p *proxy) serve(ctx context.Context, reload <-chan os.Signal, ready func(*proxy)) error {
-	servers := 1
-	errc := make(chan error, 2)
-	go func() { errc <- p.srv.Serve(p.ln) }()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return serveOn(p.srv, p.ln, "") })
 	if p.statusSrv != nil {
-		servers++
-		go func() { errc <- p.statusSrv.Serve(p.statusLn) }()
+		g.Go(func() error { return serveOn(p.statusSrv, p.statusLn, "status page: ") })
 	}
+	p.logListening()
+	if ready != nil {
+		ready(p)
+	}
+	g.Go(func() error {
+		p.control(gctx, reload)
+		p.shutdown()
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	p.log.Info("stopped")
+	return nil
+}
 
+// serveOn serves srv on ln until srv is shut down, which is no error.
+// An error of its own is prefixed with what (such as "status page: ").
+func serveOn(srv *http.Server, ln net.Listener, what string) error {
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("%sserving on %s: %w", what, ln.Addr(), err)
+	}
+	return nil
+}
+
+// control reloads on each value from reload until ctx ends: at a signal
+// to stop, or when a server failed.
+func (p *proxy) control(ctx context.Context, reload <-chan os.Signal) {
+	for {
+		select {
+		case <-reload:
+			p.Reload() // logs its own errors
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// logListening logs the start: the addresses, the strategy, the backends.
+func (p *proxy) logListening() {
 	cfg := p.config()
 	backends := make([]string, len(cfg.Backends))
 	for i, b := range cfg.Backends {
@@ -168,33 +209,6 @@ func (p *proxy) serve(ctx context.Context, reload <-chan os.Signal, ready func(*
 		attrs = append(attrs, "status", a.String(), "status_actions", cfg.Status.Actions)
 	}
 	p.log.Info("tinylb listening", attrs...)
-	if ready != nil {
-		ready(p)
-	}
-
-	var failed error
-loop:
-	for {
-		select {
-		case err := <-errc: // a server failed on its own
-			servers--
-			failed = err
-			break loop
-		case <-reload:
-			p.Reload() // logs its own errors
-		case <-ctx.Done():
-			break loop
-		}
-	}
-	p.shutdown()
-	for range servers {
-		<-errc // http.ErrServerClosed
-	}
-	if failed != nil {
-		return failed
-	}
-	p.log.Info("stopped")
-	return nil
 }
 
 // config returns the settings in effect.
@@ -212,24 +226,25 @@ func (p *proxy) shutdown() {
 	p.log.Info("shutting down", "timeout", timeout)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	var wg sync.WaitGroup
-	var cut atomic.Bool
+	// The servers shut down side by side; one past the deadline does not
+	// cut the other short (a plain Group: no shared cancel).
+	var g errgroup.Group
 	for _, srv := range []*http.Server{p.srv, p.statusSrv} {
 		if srv == nil {
 			continue
 		}
-		wg.Go(func() {
+		g.Go(func() error {
 			if err := srv.Shutdown(ctx); err != nil {
 				p.log.Warn("requests still in flight at the shutdown deadline, closing their connections", "error", err)
 				srv.Close()
-				cut.Store(true)
+				return err
 			}
+			return nil
 		})
 	}
-	wg.Wait()
 	// Shutdown does not wait for upgraded (hijacked) connections such as
 	// WebSockets; the balancer counts them in flight until they close.
-	if !cut.Load() {
+	if cut := g.Wait(); cut == nil {
 		if err := p.waitIdle(ctx); err != nil {
 			p.log.Warn("upgraded connections still open at the shutdown deadline", "active", p.bal.Stats().Active)
 		}
