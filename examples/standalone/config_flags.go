@@ -78,7 +78,7 @@ func newFlagSet(v *flagValues) *flag.FlagSet {
 	fs.StringVar(&v.config, "config", "",
 		"JSON config `file` (see lb.example.json); flags given on the command line override\n"+
 			"its settings, and SIGHUP re-reads it")
-	fs.StringVar(&v.listen, "listen", defaultListen, "`address` to serve on")
+	fs.StringVar(&v.listen, "listen", defaultListen, "`address` to serve on, host:port; port 0 picks any free port")
 	fs.StringVar(&v.strategy, "strategy", defaultStrategy,
 		"balancing `strategy`: rr (round robin), swrr (smooth weighted round robin),\n"+
 			"leastconn (weighted least connections) or hash (consistent hash, needs -hash-key)")
