@@ -40,11 +40,21 @@ func passiveRun(t *testing.T, passive string) lb.BackendStats {
 
 func TestPassiveMaxFailsZeroIsTheDefault(t *testing.T) {
 	// "max_fails": 0 is health.Passive{MaxFails: 0}: one failure takes
-	// the backend out, as it does with max_fails left out.
-	for _, passive := range []string{`{"max_fails": 0}`, `{}`, `{"max_fails": 0, "fail_timeout": "0s"}`} {
+	// the backend out, as it does with max_fails left out. (An hour's
+	// fail_timeout keeps it out for the rest of the test.)
+	for _, passive := range []string{`{"max_fails": 0, "fail_timeout": "1h"}`, `{"fail_timeout": "1h"}`} {
 		st := passiveRun(t, passive)
 		assert.Equal(t, lb.StateEjected, st.State, "passive %s: dead backend %+v", passive, st)
 		assert.EqualValues(t, 1, st.Requests, "passive %s: attempts on the dead backend", passive)
+	}
+
+	// Zeros and nothing at all are the zero health.Passive, whose
+	// defaults are max_fails 1 and fail_timeout 10s.
+	for _, passive := range []string{`{"max_fails": 0, "fail_timeout": "0s"}`, `{}`} {
+		path := writeConfig(t, `{"backends": [{"url": "http://127.0.0.1:9001"}], "health": {"passive": `+passive+`}}`)
+		c, err := load([]string{"-config", path})
+		require.NoError(t, err, "passive %s", passive)
+		assert.Equal(t, health.Passive{}, c.Health.Passive.passive(), "passive %s", passive)
 	}
 }
 
