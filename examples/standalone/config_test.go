@@ -53,6 +53,7 @@ func TestConfigExampleFile(t *testing.T) {
 		},
 		Retries: retryConfig{
 			Tries: 3, Timeout: s(10 * time.Second), Statuses: []int{502, 503, 504}, BodyBuffer: 1 << 20,
+			Budget: 0.2, MinRetries: 3,
 		},
 		SlowStart:      s(30 * time.Second),
 		PanicThreshold: 50,
@@ -96,9 +97,7 @@ func TestConfigFileDefaults(t *testing.T) {
 		backendConfig{URL: "http://127.0.0.1:9001", Weight: 1},
 		backendConfig{URL: "http://127.0.0.1:9002", Weight: 7},
 	)
-	a := defaultActive()
-	a.Path = "/ping"
-	want.Health.Active = &a
+	want.Health.Active = &activeConfig{Path: "/ping"}
 	want.Health.Passive.MaxFails = 4
 	want.Timeouts.Idle = duration(30 * time.Second)
 	want.file = path
@@ -124,7 +123,7 @@ func TestConfigFlagsOverrideFile(t *testing.T) {
 		edit func(*config) // applied to the file's config
 	}{
 		{"no flags: the file", "", func(*config) {}},
-		{"flags left at their defaults do not override", "-retries 2 -slow-start 0s", func(c *config) {
+		{"flags left at their defaults do not override", "-tries 3 -slow-start 0s", func(c *config) {
 			c.Retries.Tries = 3
 			c.SlowStart = 0
 		}},
@@ -140,9 +139,10 @@ func TestConfigFlagsOverrideFile(t *testing.T) {
 		}},
 		{"health path", "-health-path /healthz", func(c *config) { c.Health.Active.Path = "/healthz" }},
 		{"empty health path turns active checks off", "-health-path=", func(c *config) { c.Health.Active = nil }},
-		{"passive off", "-passive-max-fails 0", func(c *config) { c.Health.Passive.MaxFails = 0 }},
+		{"passive default", "-passive-max-fails 0", func(c *config) { c.Health.Passive.MaxFails = 0 }},
+		{"passive off", "-passive-max-fails -1", func(c *config) { c.Health.Passive.MaxFails = -1 }},
 		{"passive timeout", "-passive-fail-timeout 5s", func(c *config) { c.Health.Passive.FailTimeout = duration(5 * time.Second) }},
-		{"retries off", "-retries 0", func(c *config) { c.Retries.Tries = 1 }},
+		{"retries off", "-tries 1", func(c *config) { c.Retries.Tries = 1 }},
 		{"shutdown timeout", "-shutdown-timeout 1s", func(c *config) { c.Timeouts.Shutdown = duration(time.Second) }},
 		{"flags after -config too", "-strategy rr -config " + path, func(c *config) { c.Strategy = "rr" }},
 	}
@@ -200,7 +200,7 @@ func TestConfigFileErrors(t *testing.T) {
 		{"unknown backend field", `{` + three + `{"url": "http://127.0.0.1:9003", "wieght": 2}]}`, "backends[2].wieght: unknown field (want url, weight or backup)"},
 		{"unknown health field", `{` + be + `, "health": {"active": {"intervall": "2s"}}}`, "health.active.intervall: unknown field (want path, method,"},
 		{"unknown passive field", `{` + be + `, "health": {"passive": {"max_fail": 2}}}`, "health.passive.max_fail: unknown field"},
-		{"unknown retries field", `{` + be + `, "retries": {"attempts": 2}}`, "retries.attempts: unknown field (want tries, timeout, statuses, non_idempotent or body_buffer)"},
+		{"unknown retries field", `{` + be + `, "retries": {"attempts": 2}}`, "retries.attempts: unknown field (want tries, timeout, statuses, non_idempotent, body_buffer, budget or min_retries)"},
 		{"unknown timeouts field", `{` + be + `, "timeouts": {"header": "2s"}}`, "timeouts.header: unknown field"},
 		{"unknown status field", `{` + be + `, "status": {"addr": ":8081"}}`, "status.addr: unknown field"},
 
@@ -218,7 +218,8 @@ func TestConfigFileErrors(t *testing.T) {
 		{"duration without unit", `{` + be + `, "slow_start": "30"}`, `slow_start: "30": invalid duration`},
 		{"duration as a number", `{` + be + `, "timeouts": {"idle": 30}}`, `timeouts.idle: 30: invalid duration: want a string such as "2s"`},
 		{"negative duration", `{` + be + `, "slow_start": "-1s"}`, `slow_start: "-1s": must not be negative`},
-		{"zero interval", `{` + be + `, "health": {"active": {"interval": "0s"}}}`, `health.active.interval: "0s": must be positive`},
+		{"negative interval", `{` + be + `, "health": {"active": {"interval": "-1s"}}}`, `health.active.interval: "-1s": must not be negative (0 is the default, 5s)`},
+		{"budget as a string", `{` + be + `, "retries": {"budget": "0.2"}}`, `retries.budget: "0.2": want a number`},
 
 		// backends
 		{"no backends", `{"listen": "127.0.0.1:8080"}`, "no backends"},
@@ -227,7 +228,7 @@ func TestConfigFileErrors(t *testing.T) {
 		{"weight too big", `{"backends": [{"url": "http://127.0.0.1:9001", "weight": 1001}]}`, "backends[0].weight: 1001: must be between 1 and 1000"},
 		{"weight negative", `{"backends": [{"url": "http://127.0.0.1:9001", "weight": -1}]}`, "backends[0].weight: -1: must be between 1 and 1000"},
 		{"URL missing", `{"backends": [{"weight": 2}]}`, `backends[0].url: "": empty`},
-		{"URL without scheme", `{"backends": [{"url": "127.0.0.1:9001"}]}`, `backends[0].url: "127.0.0.1:9001": `},
+		{"URL without scheme", `{"backends": [{"url": "127.0.0.1:9001"}]}`, `backends[0].url: "127.0.0.1:9001": want an http:// or https:// URL`},
 		{"URL with bad scheme", `{"backends": [{"url": "ftp://127.0.0.1:9001"}]}`, `backends[0].url: "ftp://127.0.0.1:9001": scheme must be http or https`},
 		{"URL without host", `{"backends": [{"url": "http://"}]}`, `backends[0].url: "http://": missing host`},
 		{"URL with bad port", `{"backends": [{"url": "http://127.0.0.1:99999"}]}`, `backends[0].url: "http://127.0.0.1:99999": port must be between 1 and 65535`},
@@ -245,8 +246,8 @@ func TestConfigFileErrors(t *testing.T) {
 		// health
 		{"relative health path", `{` + be + `, "health": {"active": {"path": "healthz"}}}`, `health.active.path: "healthz": must start with /`},
 		{"timeout above interval", `{` + be + `, "health": {"active": {"interval": "1s", "timeout": "2s"}}}`, `health.active.timeout: "2s": longer than health.active.interval (1s)`},
-		{"rise zero", `{` + be + `, "health": {"active": {"rise": 0}}}`, "health.active.rise: 0: must be at least 1"},
-		{"fall negative", `{` + be + `, "health": {"active": {"fall": -1}}}`, "health.active.fall: -1: must be at least 1"},
+		{"rise negative", `{` + be + `, "health": {"active": {"rise": -2}}}`, "health.active.rise: -2: must not be negative (0 is the default, 2)"},
+		{"fall negative", `{` + be + `, "health": {"active": {"fall": -1}}}`, "health.active.fall: -1: must not be negative (0 is the default, 3)"},
 		{"status range reversed", `{` + be + `, "health": {"active": {"status_min": 300, "status_max": 299}}}`, "health.active.status_min: 300: above health.active.status_max (299)"},
 		{"status out of range", `{` + be + `, "health": {"active": {"status_max": 700}}}`, "health.active.status_max: 700: must be an HTTP status"},
 		{"bad method", `{` + be + `, "health": {"active": {"method": "GE T"}}}`, `health.active.method: "GE T": not an HTTP method`},
@@ -254,15 +255,17 @@ func TestConfigFileErrors(t *testing.T) {
 		{"bad header name", `{` + be + `, "health": {"active": {"headers": {"X A": "1"}}}}`, `health.active.headers["X A"]: not a valid header name`},
 		{"bad header value", `{` + be + `, "health": {"active": {"headers": {"X-A": "1\r\nX-B: 2"}}}}`, `health.active.headers["X-A"]: "1\r\nX-B: 2": header values must not contain CR, LF or NUL`},
 		{"bad host", `{` + be + `, "health": {"active": {"host": "a b"}}}`, `health.active.host: "a b": not a host name`},
-		{"max fails negative", `{` + be + `, "health": {"passive": {"max_fails": -1}}}`, "health.passive.max_fails: -1: must be 0 (off) or more"},
-		{"fail timeout zero", `{` + be + `, "health": {"passive": {"fail_timeout": "0s"}}}`, `health.passive.fail_timeout: "0s": must be positive`},
+		{"max fails below -1", `{` + be + `, "health": {"passive": {"max_fails": -2}}}`, "health.passive.max_fails: -2: must be -1 (off), 0 (the default, 1) or more"},
+		{"fail timeout negative", `{` + be + `, "health": {"passive": {"fail_timeout": "-1s"}}}`, `health.passive.fail_timeout: "-1s": must not be negative (0 is the default, 10s)`},
 		{"fail status 4xx", `{` + be + `, "health": {"passive": {"fail_statuses": [502, 404]}}}`, "health.passive.fail_statuses[1]: 404: must be a 5xx status"},
 
 		// retries and the rest
-		{"tries zero", `{` + be + `, "retries": {"tries": 0}}`, "retries.tries: 0: must be at least 1 (1 turns retries off)"},
-		{"retry status 2xx", `{` + be + `, "retries": {"statuses": [200]}}`, "retries.statuses[0]: 200: must be a 4xx or 5xx status"},
+		{"tries negative", `{` + be + `, "retries": {"tries": -1}}`, "retries.tries: -1: must not be negative (0 is the default, 3; 1 turns retries off)"},
+		{"retry status 2xx", `{` + be + `, "retries": {"statuses": [200]}}`, "retries.statuses[0]: 200 is not a status to retry (want 5xx or 429)"},
+		{"retry budget", `{` + be + `, "retries": {"budget": 1.5}}`, "retries.budget: 1.5: must be between 0 (no budget) and 1"},
+		{"min retries negative", `{` + be + `, "retries": {"min_retries": -1}}`, "retries.min_retries: -1: must not be negative (0 is the default, 3)"},
 		{"retry timeout negative", `{` + be + `, "retries": {"timeout": "-1s"}}`, `retries.timeout: "-1s": must not be negative`},
-		{"body buffer negative", `{` + be + `, "retries": {"body_buffer": -1}}`, "retries.body_buffer: -1: must not be negative (0 keeps nothing)"},
+		{"body buffer below -1", `{` + be + `, "retries": {"body_buffer": -5}}`, "retries.body_buffer: -5: must be -1 (keep nothing), 0 (the default, 1 MiB) or more"},
 		{"panic threshold", `{` + be + `, "panic_threshold": 101}`, "panic_threshold: 101: must be between 0 (off) and 100"},
 		{"retry after negative", `{` + be + `, "retry_after": "-5s"}`, `retry_after: "-5s": must not be negative`},
 		{"read header zero", `{` + be + `, "timeouts": {"read_header": "0s"}}`, `timeouts.read_header: "0s": must be positive: a server without it is open to slowloris`},
@@ -310,7 +313,7 @@ func TestConfigFileErrors(t *testing.T) {
 
 func TestChangedSettings(t *testing.T) {
 	old := defaults(backendConfig{URL: "http://127.0.0.1:9001", Weight: 1})
-	a := defaultActive()
+	a := activeConfig{Path: "/healthz"}
 	old.Health.Active = &a
 
 	same := old

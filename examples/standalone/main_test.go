@@ -33,7 +33,9 @@ func TestMain(m *testing.M) {
 		if err := json.Unmarshal([]byte(raw), &args); err != nil {
 			panic(err)
 		}
-		os.Args = append([]string{"tinylb"}, args...)
+		// Keep the test binary's name as the program name: main must
+		// call itself tinylb whatever its binary is called.
+		os.Args = append(os.Args[:1], args...)
 		main()
 		os.Exit(0)
 	}
@@ -86,14 +88,11 @@ func TestParseFlags(t *testing.T) {
 		{
 			name: "leastconn with health, passive, retries and slow start",
 			args: "-strategy leastconn -health-path /healthz -health-interval 2s -passive-max-fails 3 " +
-				"-passive-fail-timeout 30s -retries 0 -slow-start 1m -shutdown-timeout 3s " +
+				"-passive-fail-timeout 30s -tries 1 -slow-start 1m -shutdown-timeout 3s " +
 				"-backend http://127.0.0.1:9001 -backend http://127.0.0.1:9002",
 			want: with(defaults(b1, b2), func(c *config) {
 				c.Strategy = "leastconn"
-				a := defaultActive()
-				a.Path = "/healthz"
-				a.Interval = duration(2 * time.Second)
-				c.Health.Active = &a
+				c.Health.Active = &activeConfig{Path: "/healthz", Interval: duration(2 * time.Second)}
 				c.Health.Passive.MaxFails = 3
 				c.Health.Passive.FailTimeout = duration(30 * time.Second)
 				c.Retries.Tries = 1
@@ -103,8 +102,8 @@ func TestParseFlags(t *testing.T) {
 		},
 		{
 			name: "passive off",
-			args: "-passive-max-fails 0 -backend http://127.0.0.1:9001",
-			want: with(defaults(b1), func(c *config) { c.Health.Passive.MaxFails = 0 }),
+			args: "-passive-max-fails -1 -backend http://127.0.0.1:9001",
+			want: with(defaults(b1), func(c *config) { c.Health.Passive.MaxFails = -1 }),
 		},
 		{name: "hash header", args: "-strategy hash -hash-key header:X-User -backend http://127.0.0.1:9001",
 			want: with(defaults(b1), func(c *config) { c.Strategy, c.HashKey = "hash", "header:X-User" })},
@@ -180,13 +179,14 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"hash key ip with name", "-strategy hash -hash-key ip:x" + be, `-hash-key: "ip:x"`},
 		{"health path relative", "-health-path healthz" + be, `-health-path: "healthz": must start with /`},
 		{"health interval alone", "-health-interval 2s" + be, "-health-interval needs -health-path"},
-		{"health interval zero", "-health-path /healthz -health-interval 0s" + be, `-health-interval: "0s": must be positive`},
+		{"health interval negative", "-health-path /healthz -health-interval -1s" + be, `-health-interval: "-1s": must not be negative (0 is the default, 5s)`},
 		{"health interval not a duration", "-health-path /healthz -health-interval 2" + be, "invalid value"},
-		{"passive negative", "-passive-max-fails -1" + be, "-passive-max-fails: -1: must be 0 (off) or more"},
-		{"passive timeout zero", "-passive-fail-timeout 0s" + be, `-passive-fail-timeout: "0s": must be positive`},
-		{"passive timeout while off", "-passive-max-fails 0 -passive-fail-timeout 5s" + be, "no effect"},
-		{"retries negative", "-retries -1" + be, "-retries: -1: must be 0 (off) or more"},
-		{"retries not a number", "-retries many" + be, "invalid value"},
+		{"passive below -1", "-passive-max-fails -2" + be, "-passive-max-fails: -2: must be -1 (off), 0 (the default, 1) or more"},
+		{"passive timeout negative", "-passive-fail-timeout -1s" + be, `-passive-fail-timeout: "-1s": must not be negative (0 is the default, 10s)`},
+		{"passive timeout while off", "-passive-max-fails -1 -passive-fail-timeout 5s" + be, "no effect"},
+		{"tries negative", "-tries -1" + be, "-tries: -1: must not be negative"},
+		{"tries not a number", "-tries many" + be, "invalid value"},
+		{"retries", "-retries 2" + be, "-retries: no such flag: use -tries"},
 		{"slow start negative", "-slow-start -1s" + be, `-slow-start: "-1s": must not be negative`},
 		{"shutdown timeout zero", "-shutdown-timeout 0s" + be, `-shutdown-timeout: "0s": must be positive`},
 		{"listen without port", "-listen 127.0.0.1" + be, `-listen: "127.0.0.1": want host:port`},
@@ -217,8 +217,8 @@ func TestParseFlagsHelp(t *testing.T) {
 		}
 	}
 	var b strings.Builder
-	usage(&b, "tinylb")
-	for _, want := range []string{"Usage: tinylb", "-backend URL[=WEIGHT]", "-strategy strategy", "-hash-key", "-health-path", "-retries", "-config file", "SIGHUP"} {
+	usage(&b)
+	for _, want := range []string{"Usage: tinylb", "-backend URL[=WEIGHT]", "-strategy strategy", "-hash-key", "-health-path", "-tries", "-config file", "SIGHUP"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("usage lacks %q:\n%s", want, b.String())
 		}

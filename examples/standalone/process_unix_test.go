@@ -16,6 +16,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // These tests run main in a process of its own (the test binary, see
@@ -46,6 +49,18 @@ func TestProcessBadConfigExits2(t *testing.T) {
 	if string(out) != want {
 		t.Errorf("output:\n%s\nwant\n%s", out, want)
 	}
+}
+
+// A listen address the proxy could never listen on is a bad flag, found
+// before anything starts: exit status 2, with the binary's name, tinylb,
+// whatever its file is called (here, the test binary).
+func TestProcessBadListenExits2(t *testing.T) {
+	out, err := tinylb(t, "-listen", "127.0.0.1:99999", "-backend", "http://127.0.0.1:9001").CombinedOutput()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee, "output:\n%s", out)
+	assert.Equal(t, 2, ee.ExitCode(), "output:\n%s", out)
+	assert.Equal(t, "tinylb: -listen: \"127.0.0.1:99999\": port must be between 1 and 65535, or 0 for any free port\n"+
+		"Run 'tinylb -h' for usage.\n", string(out))
 }
 
 // logWatcher collects the log lines of a process (it is its Stderr) and

@@ -61,7 +61,7 @@ func reloadConfig(strategy, interval, logLevel, backends string) string {
 		"backends": %s,
 		"health": {
 			"active": {"path": "/healthz", "interval": %q, "timeout": "100ms", "rise": 1, "fall": 1},
-			"passive": {"max_fails": 0}
+			"passive": {"max_fails": -1}
 		},
 		"log_level": %q
 	}`, strategy, backends, interval, logLevel)
@@ -235,7 +235,7 @@ func TestReloadWithoutConfigFile(t *testing.T) {
 func TestReloadFlagsStillOverride(t *testing.T) {
 	a, b := newCheckedBackend(t, "a"), newCheckedBackend(t, "b")
 	path := writeConfig(t, `{"backends": `+backendsJSON(a.URL)+`, "retries": {"tries": 2}}`)
-	r := start(t, "-config", path, "-retries", "0")
+	r := start(t, "-config", path, "-tries", "1")
 	rewrite(t, path, `{"backends": `+backendsJSON(a.URL, b.URL)+`, "retries": {"tries": 2}}`)
 	if err := r.p.Reload(); err != nil {
 		t.Fatal(err)
@@ -243,7 +243,7 @@ func TestReloadFlagsStillOverride(t *testing.T) {
 	if n := r.p.bal.Pool().Len(); n != 2 {
 		t.Errorf("%d backends after the reload, want 2", n)
 	}
-	// -retries 0 still overrides the file: nothing needs a restart.
+	// -tries 1 still overrides the file: nothing needs a restart.
 	if lines := r.logs.lines("needs restart"); len(lines) != 0 {
 		t.Errorf("unexpected restart warning: %s", lines)
 	}

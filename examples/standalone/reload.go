@@ -1,0 +1,116 @@
+package main
+
+import (
+	"reflect"
+	"slices"
+
+	"github.com/tinylb/lb"
+)
+
+// Reload re-reads the config file and the command line as SIGHUP does,
+// and applies what can change in place: the backend list (with weights and
+// backup flags, keeping the state of the backends that stay) and the log
+// level. A bad config is logged, returned and changes nothing.
+func (p *proxy) Reload() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	next, err := load(p.args)
+	if err != nil {
+		p.log.Error("config reload rejected; the running config stays", "error", err)
+		return err
+	}
+	if next.file == "" {
+		p.log.Warn("config reload: no -config file; nothing to reload")
+		return nil
+	}
+	if changed := changedSettings(p.cfg, next); len(changed) > 0 {
+		p.log.Warn("config reload: needs restart to apply these changed settings; ignored until then", "settings", changed)
+	}
+
+	backends, err := next.newBackends()
+	if err == nil {
+		err = p.bal.Pool().Update(backends...)
+	}
+	if err != nil { // cannot happen to a config that passed validate
+		p.log.Error("config reload rejected; the running config stays", "error", err)
+		return err
+	}
+	added, removed, changed := backendChanges(p.cfg.Backends, next.Backends)
+	p.cfg.Backends = next.Backends
+	if next.LogLevel != p.cfg.LogLevel {
+		p.level.Set(next.level())
+		p.cfg.LogLevel = next.LogLevel
+	}
+	p.log.Info("config reloaded", "config", next.file, "backends", len(next.Backends),
+		"added", added, "removed", removed, "changed", changed, "log_level", p.cfg.LogLevel)
+	return nil
+}
+
+// backendChanges lists the backends added, removed, and changed (weight or
+// backup flag) from old to new, by normalized URL.
+func backendChanges(old, new []backendConfig) (added, removed, changed []string) {
+	key := func(b backendConfig) string {
+		if be, err := lb.NewBackend(b.URL); err == nil {
+			return be.Key()
+		}
+		return b.URL
+	}
+	before := make(map[string]backendConfig, len(old))
+	for _, b := range old {
+		before[key(b)] = b
+	}
+	after := make(map[string]bool, len(new))
+	for _, b := range new {
+		k := key(b)
+		after[k] = true
+		switch o, ok := before[k]; {
+		case !ok:
+			added = append(added, k)
+		case o.Weight != b.Weight || o.Backup != b.Backup:
+			changed = append(changed, k)
+		}
+	}
+	for _, b := range old {
+		if k := key(b); !after[k] {
+			removed = append(removed, k)
+		}
+	}
+	return added, removed, changed
+}
+
+// changedSettings returns the paths of the settings that differ between
+// old and new, except the backends and the log level, which a reload
+// applies: the settings that need a restart.
+func changedSettings(old, new config) []string {
+	var out []string
+	diff("", reflect.ValueOf(old), reflect.ValueOf(new), &out)
+	return slices.DeleteFunc(out, func(p string) bool {
+		return p == "backends" || p == "log_level"
+	})
+}
+
+func diff(path string, a, b reflect.Value, out *[]string) {
+	join := func(name string) string {
+		if path == "" {
+			return name
+		}
+		return path + "." + name
+	}
+	switch {
+	case a.Kind() == reflect.Struct && a.Type() != durationType:
+		for i := range a.NumField() {
+			if name := jsonName(a.Type().Field(i)); name != "" {
+				diff(join(name), a.Field(i), b.Field(i), out)
+			}
+		}
+		return
+	case a.Kind() == reflect.Pointer && !a.IsNil() && !b.IsNil():
+		diff(path, a.Elem(), b.Elem(), out)
+		return
+	case (a.Kind() == reflect.Slice || a.Kind() == reflect.Map) && a.Len() == 0 && b.Len() == 0:
+		return // nil and empty are the same setting
+	}
+	if !reflect.DeepEqual(a.Interface(), b.Interface()) {
+		*out = append(*out, path)
+	}
+}
