@@ -102,7 +102,9 @@ func AsBackup() BackendOption {
 // such as "http://10.0.0.1:8080" or "https://api.internal/base". A path in
 // the URL is joined in front of every request's path. Credentials in the
 // URL are rejected: they would be forwarded to nobody and logged everywhere.
-// The error wraps [ErrInvalidBackend] and names what is wrong.
+// The error wraps [ErrInvalidBackend], quotes the value and names what is
+// wrong; a value without a scheme ("10.0.0.1:8080", "localhost:8080") or
+// with another one ("ftp://x") is told "want an http:// or https:// URL".
 func NewBackend(rawURL string, opts ...BackendOption) (*Backend, error) {
 	u, key, err := parseBackendURL(rawURL)
 	if err != nil {
@@ -129,6 +131,9 @@ func parseBackendURL(rawURL string) (*url.URL, string, error) {
 	if strings.TrimSpace(rawURL) == "" {
 		return nil, "", bad("empty")
 	}
+	if why := schemeProblem(rawURL); why != "" {
+		return nil, "", bad(why)
+	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		// The url package quotes the input in its message; keep only our
@@ -140,8 +145,6 @@ func parseBackendURL(rawURL string) (*url.URL, string, error) {
 		return nil, "", bad(err.Error())
 	}
 	switch {
-	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, "", bad("scheme must be http or https")
 	case u.Opaque != "":
 		return nil, "", bad("not a hierarchical URL")
 	case u.User != nil:
@@ -172,6 +175,34 @@ func parseBackendURL(rawURL string) (*url.URL, string, error) {
 		return nil, "", bad("invalid host")
 	}
 	return u, backendKey(u), nil
+}
+
+// wantScheme is the complaint about a URL that does not start with http://
+// or https://.
+const wantScheme = "want an http:// or https:// URL"
+
+// schemeProblem returns what is wrong with the scheme of rawURL, or "" if it
+// starts with http:// or https:// (in any case). It runs before url.Parse,
+// whose complaints about the commonest mistake, a bare "10.0.0.1:8080",
+// ("first path segment in URL cannot contain colon") or "localhost:8080"
+// (parsed as scheme "localhost") say nothing of what was meant.
+func schemeProblem(rawURL string) string {
+	scheme, _, ok := strings.Cut(rawURL, "://")
+	switch {
+	case ok && (strings.EqualFold(scheme, "http") || strings.EqualFold(scheme, "https")):
+		return ""
+	case ok && scheme != "" && !strings.ContainsAny(scheme, "/?#@"):
+		return fmt.Sprintf("%s, not %s://", wantScheme, scheme)
+	}
+	lower := strings.ToLower(rawURL)
+	if strings.HasPrefix(lower, "http:") || strings.HasPrefix(lower, "https:") {
+		return wantScheme // "http:/x", "http:x": a slash short
+	}
+	if c := rawURL[0]; c == '[' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' {
+		// A bare host or host:port: show what was probably meant.
+		return fmt.Sprintf("%s, such as %q", wantScheme, "http://"+redactRaw(rawURL))
+	}
+	return wantScheme
 }
 
 // backendKey is the identity of a backend URL in a pool: scheme, host and
