@@ -205,17 +205,39 @@ func schemeProblem(rawURL string) string {
 	return wantScheme
 }
 
-// backendKey is the identity of a backend URL in a pool: scheme, host and
-// path, without a trailing slash, so that "http://a:80" and "http://a:80/"
-// name the same backend.
+// backendKey is the identity of a backend URL in a pool, computed once in
+// NewBackend so that every look-up by URL (Pool.Get, Remove, Drain,
+// SetWeight, SetMaintenance, Update, the status page's actions) compares
+// like with like. It is the URL reduced to what names one server: scheme
+// and host in lower case (parseBackendURL has done that), the port in
+// decimal without leading zeros and dropped when it is the scheme's default
+// (80 for http, 443 for https: RFC 3986 §6.2.3 scheme-based normalization),
+// and the path without a trailing slash. So "HTTP://X:80/", "http://x:80"
+// and "http://x" are one backend, and so are "http://[::1]:80" and
+// "http://[::1]"; "http://x:443" and "https://x" are not.
 func backendKey(u *url.URL) string {
+	host := u.Host
+	if port := u.Port(); port != "" {
+		host = host[:len(host)-len(port)-1] // keeps an IPv6 literal's brackets
+		if n, _ := strconv.Atoi(port); n != defaultPort(u.Scheme) {
+			host += ":" + strconv.Itoa(n)
+		}
+	}
 	p := u.EscapedPath()
 	p = strings.TrimSuffix(p, "/")
-	k := u.Scheme + "://" + u.Host + p
+	k := u.Scheme + "://" + host + p
 	if u.RawQuery != "" {
 		k += "?" + u.RawQuery
 	}
 	return k
+}
+
+// defaultPort is the port a URL of scheme means when it names none.
+func defaultPort(scheme string) int {
+	if scheme == "https" {
+		return 443
+	}
+	return 80
 }
 
 // redactRaw hides what looks like credentials in an unparsed URL before it
@@ -236,8 +258,17 @@ func (b *Backend) URL() *url.URL { return b.url }
 // String returns the backend's URL.
 func (b *Backend) String() string { return b.key }
 
-// Key returns the backend's identity: its normalized URL. It implements
-// [strategy.Endpoint].
+// Key returns the backend's identity: its URL normalized once, in
+// [NewBackend], as RFC 3986 §6.2.3 does for http and https: scheme and host
+// in lower case, no default port (80 for http, 443 for https), a port in
+// plain decimal, no trailing slash. "HTTP://Example.com:80/" has the key
+// "http://example.com", as has "http://example.com"; "http://[::1]:80" has
+// "http://[::1]". Two backends with one key cannot share a pool, and
+// [Pool.Get], [Pool.Remove], [Pool.Drain], [Pool.SetWeight],
+// [Pool.SetMaintenance] and [Pool.Update] find a backend by any spelling of
+// its URL. Key implements [strategy.Endpoint]: [ConsistentHash] derives a
+// backend's ring points from it, so every spelling of one server hashes
+// alike. [Backend.URL] keeps the port as written.
 func (b *Backend) Key() string { return b.key }
 
 // Weight returns the configured weight. It implements [strategy.Endpoint].

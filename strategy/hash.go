@@ -21,8 +21,9 @@ import (
 // The ring is built over Set.All, so health changes do not move keys between
 // the members that stay up. Each member's points derive, exactly as nginx
 // derives them from a server directive, from its Key: the host and optional
-// port of the URL as written ("10.0.0.1:80"; "backend.example.com" has no
-// port), followed by the URL's path when it is neither "" nor "/", so that
+// port of the Key ("10.0.0.1:8080"; "backend.example.com" has no port, and
+// neither has "10.0.0.1" given as "http://10.0.0.1:80", whose Key drops the
+// default port), followed by the URL's path when it is neither "" nor "/", so that
 // two members at one address with different base paths do not collide. The
 // scheme is not part of it: members whose strings are equal (http:// and
 // https:// of one address) share their points, and the first of them in

@@ -32,9 +32,16 @@ import "net/http"
 // pointer). Strategies use Endpoints as map keys to keep per-backend state
 // across Sets.
 type Endpoint interface {
-	// Key names the endpoint: its URL, as written by the user. It is fixed
-	// for the endpoint's lifetime, so hashing strategies derive ring points
-	// from it and independent balancers over the same URLs agree.
+	// Key names the endpoint: its URL in a normal form, so that every
+	// spelling of one server gives one Key. The balancer's backends
+	// normalize it as RFC 3986 §6.2.3 does for http and https: scheme and
+	// host in lower case, no default port (80 for http, 443 for https), no
+	// trailing slash; "HTTP://X:80/" and "http://x" both have the Key
+	// "http://x". It is fixed for the endpoint's lifetime, so hashing
+	// strategies derive ring points from it and independent balancers over
+	// the same servers agree. Strategies use it as given and do not
+	// normalize it again: an Endpoint of another kind should give a Key in
+	// the same form.
 	Key() string
 	// Weight is the configured weight, at least 1.
 	Weight() int
