@@ -96,6 +96,8 @@ type KeyFunc func(*http.Request) string
 // RoundRobin returns a strategy that sends requests to the usable backends
 // in turn, ignoring weights: a lock-free counter over the current snapshot,
 // so a backend that is down has its share spread evenly over the others.
+// Retries take turns of their own among the backends the request has not
+// tried, so a failing backend's retries never move other requests' turns.
 func RoundRobin() Strategy { return strategy.NewRoundRobin() }
 
 // SmoothWeighted returns nginx's smooth weighted round robin: shares follow

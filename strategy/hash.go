@@ -43,8 +43,9 @@ import (
 // the key and searches the ring without allocating or locking. A
 // ConsistentHash and its pickers are safe for concurrent use.
 type ConsistentHash struct {
-	key  func(*http.Request) string
-	next atomic.Uint64 // round-robin fallback cursor, shared by all pickers
+	key   func(*http.Request) string
+	next  atomic.Uint64 // round-robin fallback cursor, shared by all pickers
+	retry atomic.Uint64 // its cursor for retries (see RoundRobin)
 
 	mu      sync.Mutex // guards ring, members and weights; Picker only
 	ring    *ring      // the last ring built
@@ -65,7 +66,7 @@ func NewConsistentHash(key func(*http.Request) string) *ConsistentHash {
 func (c *ConsistentHash) Picker(set *Set) Picker {
 	p := &hashPicker{
 		key: c.key,
-		rr:  rrPicker{next: &c.next, all: set.All, usable: set.Usable},
+		rr:  rrPicker{next: &c.next, retry: &c.retry, all: set.All, usable: set.Usable},
 	}
 	if c.key == nil || len(set.All) < 2 {
 		return p

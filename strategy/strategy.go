@@ -120,10 +120,17 @@ type Observer interface {
 // Tried is the set of members one request has already been sent to, so that
 // a retry goes to a different backend. The zero value is an empty set. It
 // holds a few members without allocating.
+//
+// A Tried also keeps the request's turn among round-robin retries, which
+// [RoundRobin]'s pickers (and [ConsistentHash]'s fallback) draw on the
+// request's first retry and reuse on its later ones, so that one request's
+// retries go round the members in order. A Tried must therefore serve one
+// request only, and not be used by two goroutines at once.
 type Tried struct {
 	n     int
 	small [4]Endpoint
 	more  []Endpoint
+	turn  uint64 // the request's draw from a retry counter, plus one; 0: none yet
 }
 
 // Add records e.
@@ -162,9 +169,10 @@ func (t *Tried) Len() int {
 	return t.n
 }
 
-// Reset empties t, keeping its storage.
+// Reset empties t, keeping its storage, and forgets its retry turn.
 func (t *Tried) Reset() {
 	clear(t.small[:])
 	t.more = t.more[:0]
 	t.n = 0
+	t.turn = 0
 }
