@@ -253,7 +253,7 @@ func TestRetryGoesToDifferentBackends(t *testing.T) {
 				ups = append(ups, startUpstream(t, fmt.Sprint("bad", i), hangup))
 			}
 			pool, bes := poolOf(t, urlsOf(ups...)...)
-			var opts []lb.Option
+			opts := []lb.Option{lb.WithPassiveHealth(health.Passive{MaxFails: -1})}
 			if tc.policy != nil {
 				opts = append(opts, lb.WithRetry(*tc.policy))
 			}
@@ -976,7 +976,7 @@ func TestErrorAnswersHideBackends(t *testing.T) {
 	bad := startUpstream(t, "bad", hangup)
 	dead := refusingURL(t)
 	pool, _ := poolOf(t, bad.url, dead)
-	g := startGateway(t, pool, lb.RoundRobin())
+	g := startGateway(t, pool, lb.RoundRobin(), lb.WithPassiveHealth(health.Passive{MaxFails: -1}))
 	for i := range 4 {
 		r := g.mustDo(t, http.MethodGet, "/", strconv.Itoa(i), nil, nil)
 		if r.status != http.StatusBadGateway {
