@@ -149,8 +149,9 @@ func TestRoundRobinRetryKeepsRotation(t *testing.T) {
 	}
 }
 
-// TestRoundRobinRetryConcurrentFirstPicksExact checks §2's concurrency
-// claim with retries mixed in: goroutines that retry after every pick of
+// TestRoundRobinRetryConcurrentFirstPicksExact checks the snapshot rule's
+// concurrency claim (grpc-go's round_robin picker: one fetch-and-add per
+// pick) with retries mixed in: goroutines that retry after every pick of
 // one member still leave the first picks split exactly.
 func TestRoundRobinRetryConcurrentFirstPicksExact(t *testing.T) {
 	const goroutines, per = 8, 3000
