@@ -102,7 +102,9 @@ func AsBackup() BackendOption {
 // such as "http://10.0.0.1:8080" or "https://api.internal/base". A path in
 // the URL is joined in front of every request's path. Credentials in the
 // URL are rejected: they would be forwarded to nobody and logged everywhere.
-// The error wraps [ErrInvalidBackend] and names what is wrong.
+// The error wraps [ErrInvalidBackend], quotes the value and names what is
+// wrong; a value without a scheme ("10.0.0.1:8080", "localhost:8080") or
+// with another one ("ftp://x") is told "want an http:// or https:// URL".
 func NewBackend(rawURL string, opts ...BackendOption) (*Backend, error) {
 	u, key, err := parseBackendURL(rawURL)
 	if err != nil {
@@ -129,6 +131,9 @@ func parseBackendURL(rawURL string) (*url.URL, string, error) {
 	if strings.TrimSpace(rawURL) == "" {
 		return nil, "", bad("empty")
 	}
+	if why := schemeProblem(rawURL); why != "" {
+		return nil, "", bad(why)
+	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		// The url package quotes the input in its message; keep only our
@@ -140,8 +145,6 @@ func parseBackendURL(rawURL string) (*url.URL, string, error) {
 		return nil, "", bad(err.Error())
 	}
 	switch {
-	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, "", bad("scheme must be http or https")
 	case u.Opaque != "":
 		return nil, "", bad("not a hierarchical URL")
 	case u.User != nil:
@@ -174,17 +177,67 @@ func parseBackendURL(rawURL string) (*url.URL, string, error) {
 	return u, backendKey(u), nil
 }
 
-// backendKey is the identity of a backend URL in a pool: scheme, host and
-// path, without a trailing slash, so that "http://a:80" and "http://a:80/"
-// name the same backend.
+// wantScheme is the complaint about a URL that does not start with http://
+// or https://.
+const wantScheme = "want an http:// or https:// URL"
+
+// schemeProblem returns what is wrong with the scheme of rawURL, or "" if it
+// starts with http:// or https:// (in any case). It runs before url.Parse,
+// whose complaints about the commonest mistake, a bare "10.0.0.1:8080",
+// ("first path segment in URL cannot contain colon") or "localhost:8080"
+// (parsed as scheme "localhost") say nothing of what was meant.
+func schemeProblem(rawURL string) string {
+	scheme, _, ok := strings.Cut(rawURL, "://")
+	switch {
+	case ok && (strings.EqualFold(scheme, "http") || strings.EqualFold(scheme, "https")):
+		return ""
+	case ok && scheme != "" && !strings.ContainsAny(scheme, "/?#@"):
+		return fmt.Sprintf("%s, not %s://", wantScheme, scheme)
+	}
+	lower := strings.ToLower(rawURL)
+	if strings.HasPrefix(lower, "http:") || strings.HasPrefix(lower, "https:") {
+		return wantScheme // "http:/x", "http:x": a slash short
+	}
+	if c := rawURL[0]; c == '[' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' {
+		// A bare host or host:port: show what was probably meant.
+		return fmt.Sprintf("%s, such as %q", wantScheme, "http://"+redactRaw(rawURL))
+	}
+	return wantScheme
+}
+
+// backendKey is the identity of a backend URL in a pool, computed once in
+// NewBackend so that every look-up by URL (Pool.Get, Remove, Drain,
+// SetWeight, SetMaintenance, Update, the status page's actions) compares
+// like with like. It is the URL reduced to what names one server: scheme
+// and host in lower case (parseBackendURL has done that), the port in
+// decimal without leading zeros and dropped when it is the scheme's default
+// (80 for http, 443 for https: RFC 3986 §6.2.3 scheme-based normalization),
+// and the path without a trailing slash. So "HTTP://X:80/", "http://x:80"
+// and "http://x" are one backend, and so are "http://[::1]:80" and
+// "http://[::1]"; "http://x:443" and "https://x" are not.
 func backendKey(u *url.URL) string {
+	host := u.Host
+	if port := u.Port(); port != "" {
+		host = host[:len(host)-len(port)-1] // keeps an IPv6 literal's brackets
+		if n, _ := strconv.Atoi(port); n != defaultPort(u.Scheme) {
+			host += ":" + strconv.Itoa(n)
+		}
+	}
 	p := u.EscapedPath()
 	p = strings.TrimSuffix(p, "/")
-	k := u.Scheme + "://" + u.Host + p
+	k := u.Scheme + "://" + host + p
 	if u.RawQuery != "" {
 		k += "?" + u.RawQuery
 	}
 	return k
+}
+
+// defaultPort is the port a URL of scheme means when it names none.
+func defaultPort(scheme string) int {
+	if scheme == "https" {
+		return 443
+	}
+	return 80
 }
 
 // redactRaw hides what looks like credentials in an unparsed URL before it
@@ -205,8 +258,17 @@ func (b *Backend) URL() *url.URL { return b.url }
 // String returns the backend's URL.
 func (b *Backend) String() string { return b.key }
 
-// Key returns the backend's identity: its normalized URL. It implements
-// [strategy.Endpoint].
+// Key returns the backend's identity: its URL normalized once, in
+// [NewBackend], as RFC 3986 §6.2.3 does for http and https: scheme and host
+// in lower case, no default port (80 for http, 443 for https), a port in
+// plain decimal, no trailing slash. "HTTP://Example.com:80/" has the key
+// "http://example.com", as has "http://example.com"; "http://[::1]:80" has
+// "http://[::1]". Two backends with one key cannot share a pool, and
+// [Pool.Get], [Pool.Remove], [Pool.Drain], [Pool.SetWeight],
+// [Pool.SetMaintenance] and [Pool.Update] find a backend by any spelling of
+// its URL. Key implements [strategy.Endpoint]: [ConsistentHash] derives a
+// backend's ring points from it, so every spelling of one server hashes
+// alike. [Backend.URL] keeps the port as written.
 func (b *Backend) Key() string { return b.key }
 
 // Weight returns the configured weight. It implements [strategy.Endpoint].

@@ -96,6 +96,8 @@ type KeyFunc func(*http.Request) string
 // RoundRobin returns a strategy that sends requests to the usable backends
 // in turn, ignoring weights: a lock-free counter over the current snapshot,
 // so a backend that is down has its share spread evenly over the others.
+// Retries take turns of their own among the backends the request has not
+// tried, so a failing backend's retries never move other requests' turns.
 func RoundRobin() Strategy { return strategy.NewRoundRobin() }
 
 // SmoothWeighted returns nginx's smooth weighted round robin: shares follow
@@ -120,6 +122,14 @@ func ConsistentHash(key KeyFunc) Strategy { return strategy.NewConsistentHash(ke
 
 // New returns a balancer over pool using s (round robin if nil). It starts
 // the health checkers the options ask for; [Balancer.Close] stops them.
+//
+// Passive health checking is on unless an option turns it off: without
+// [WithPassiveHealth], a backend whose attempt fails with a connection
+// error or a timeout is taken out of rotation for 10s, as nginx's defaults
+// (max_fails=1 fail_timeout=10s) do, so that a dead backend does not cost
+// every request a failed attempt. WithPassiveHealth(health.Passive{MaxFails:
+// -1}) turns that off.
+//
 // Options that cannot work (a negative duration, a threshold out of range)
 // make New panic with a message naming the option: they are programming
 // errors. Check options that come from configuration with their Validate
@@ -136,6 +146,9 @@ func New(pool *Pool, s Strategy, opts ...Option) *Balancer {
 		if o != nil {
 			o.apply(&b.o)
 		}
+	}
+	if b.o.observer == nil {
+		b.o.observer = health.Passive{} // nginx's max_fails=1 fail_timeout=10s
 	}
 	b.o.validate()
 	b.o.retry = b.o.retry.withDefaults()

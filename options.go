@@ -90,10 +90,17 @@ func WithHealthCheck(c health.Checker) Option {
 	return optionFunc(func(o *options) { o.checker = c })
 }
 
-// WithPassiveHealth turns on passive health checking: every attempt's
-// outcome goes to obs, which may take a backend out of rotation for a
-// while. [health.Passive] is nginx's max_fails/fail_timeout. A pool of a
-// single backend is never taken out by passive checks alone (as in nginx).
+// WithPassiveHealth sets the passive health check: every attempt's outcome
+// goes to obs, which may take a backend out of rotation for a while.
+// [health.Passive] is nginx's max_fails/fail_timeout. A pool of a single
+// backend is never taken out by passive checks alone (as in nginx).
+//
+// Passive checks are on by default: without this option, or with a nil
+// obs, the balancer uses the zero health.Passive, which takes a backend out
+// for 10s after one connection error or timeout (nginx's max_fails=1
+// fail_timeout=10s). WithPassiveHealth(health.Passive{MaxFails: -1}) turns
+// them off: backends stay in rotation whatever their requests do, as with
+// nginx's max_fails=0.
 func WithPassiveHealth(obs health.Observer) Option {
 	return optionFunc(func(o *options) { o.observer = obs })
 }

@@ -22,7 +22,8 @@ type Pool struct {
 }
 
 // NewPool returns a pool holding backends, in that order. It fails if a
-// backend is nil, appears twice, shares its URL with another, or already
+// backend is nil, appears twice, shares its URL with another (compared by
+// [Backend.Key], so "http://x" and "http://x:80" are one URL), or already
 // belongs to another pool.
 func NewPool(backends ...*Backend) (*Pool, error) {
 	p := &Pool{}
@@ -95,7 +96,9 @@ func (p *Pool) Add(b *Backend) error {
 // Remove takes the backend with the given URL out of the pool. It gets no
 // new request once Remove returns; requests already in flight on it run to
 // completion. The error wraps [ErrUnknownBackend] if no backend has that
-// URL.
+// URL. Like every look-up by URL (Get, Drain, SetWeight, SetMaintenance),
+// it normalizes rawURL as [Backend.Key] does, so that any spelling of the
+// URL finds the backend.
 func (p *Pool) Remove(rawURL string) error {
 	key := rawURL
 	if _, k, err := parseBackendURL(rawURL); err == nil {

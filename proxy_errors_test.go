@@ -150,7 +150,7 @@ func TestErrorAnswersHideBackends(t *testing.T) {
 	bad := startUpstream(t, "bad", hangup)
 	dead := refusingURL(t)
 	pool, _ := poolOf(t, bad.url, dead)
-	g := startGateway(t, pool, lb.RoundRobin())
+	g := startGateway(t, pool, lb.RoundRobin(), lb.WithPassiveHealth(health.Passive{MaxFails: -1}))
 	for i := range 4 {
 		r := g.mustDo(t, http.MethodGet, "/", strconv.Itoa(i), nil, nil)
 		if r.status != http.StatusBadGateway {

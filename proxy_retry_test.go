@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tinylb/lb"
+	"github.com/tinylb/lb/health"
 )
 
 // payloadSize is the size of the body payload answers.
@@ -250,7 +251,7 @@ func TestRetryGoesToDifferentBackends(t *testing.T) {
 				ups = append(ups, startUpstream(t, fmt.Sprint("bad", i), hangup))
 			}
 			pool, bes := poolOf(t, urlsOf(ups...)...)
-			var opts []lb.Option
+			opts := []lb.Option{lb.WithPassiveHealth(health.Passive{MaxFails: -1})}
 			if tc.policy != nil {
 				opts = append(opts, lb.WithRetry(*tc.policy))
 			}

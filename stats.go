@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tinylb/lb/strategy"
+	"github.com/tinylb/lb/internal/effweight"
 )
 
 // LatencyBuckets are the upper bounds of the latency histogram kept per
@@ -160,12 +160,8 @@ func (b *Balancer) Stats() Stats {
 		bs := &st.Backends[i]
 		if !s.closed {
 			bs.EffectiveWeight = float64(s.weights[i]) / float64(s.scale)
-			if ew, ok := b.strat.(interface {
-				EffectiveWeight(strategy.Endpoint) (int, bool)
-			}); ok {
-				if w, ok := ew.EffectiveWeight(be); ok {
-					bs.EffectiveWeight = float64(w) / float64(s.scale)
-				}
+			if w, ok := effweight.Of(s.picker, i); ok {
+				bs.EffectiveWeight = float64(w) / float64(s.scale)
 			}
 		}
 		bs.Active = be.active.Load()

@@ -21,7 +21,8 @@ const defaultFailTimeout = 10 * time.Second
 // backend that fails MaxFails attempts within FailTimeout is taken out of
 // rotation for FailTimeout from its last failure. The zero value takes a
 // backend out for 10s after one connection error or timeout, as nginx
-// does by default.
+// does by default; it is what the balancer uses when no passive check is
+// configured, and a negative MaxFails is how to turn passive checks off.
 //
 // An attempt fails when it ends with an error (a connection error, a
 // timeout, a response body cut short) or with a status listed in
@@ -52,7 +53,8 @@ const defaultFailTimeout = 10 * time.Second
 // contend with each other and successes never wait.
 type Passive struct {
 	// MaxFails is the number of failures within FailTimeout that take a
-	// backend out of rotation. Default 1; negative means never.
+	// backend out of rotation. Default 1; negative means never, which
+	// turns passive health checking off.
 	MaxFails int
 	// FailTimeout is both how long a failure is remembered and how long a
 	// backend stays out of rotation. Default 10s.

@@ -21,8 +21,9 @@ import (
 // The ring is built over Set.All, so health changes do not move keys between
 // the members that stay up. Each member's points derive, exactly as nginx
 // derives them from a server directive, from its Key: the host and optional
-// port of the URL as written ("10.0.0.1:80"; "backend.example.com" has no
-// port), followed by the URL's path when it is neither "" nor "/", so that
+// port of the Key ("10.0.0.1:8080"; "backend.example.com" has no port, and
+// neither has "10.0.0.1" given as "http://10.0.0.1:80", whose Key drops the
+// default port), followed by the URL's path when it is neither "" nor "/", so that
 // two members at one address with different base paths do not collide. The
 // scheme is not part of it: members whose strings are equal (http:// and
 // https:// of one address) share their points, and the first of them in
@@ -42,8 +43,9 @@ import (
 // the key and searches the ring without allocating or locking. A
 // ConsistentHash and its pickers are safe for concurrent use.
 type ConsistentHash struct {
-	key  func(*http.Request) string
-	next atomic.Uint64 // round-robin fallback cursor, shared by all pickers
+	key   func(*http.Request) string
+	next  atomic.Uint64 // round-robin fallback cursor, shared by all pickers
+	retry atomic.Uint64 // its cursor for retries (see RoundRobin)
 
 	mu      sync.Mutex // guards ring, members and weights; Picker only
 	ring    *ring      // the last ring built
@@ -64,7 +66,7 @@ func NewConsistentHash(key func(*http.Request) string) *ConsistentHash {
 func (c *ConsistentHash) Picker(set *Set) Picker {
 	p := &hashPicker{
 		key: c.key,
-		rr:  rrPicker{next: &c.next, all: set.All, usable: set.Usable},
+		rr:  rrPicker{next: &c.next, retry: &c.retry, all: set.All, usable: set.Usable},
 	}
 	if c.key == nil || len(set.All) < 2 {
 		return p

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+
+	"github.com/tinylb/lb/internal/effweight"
 )
 
 // LeastConn is nginx's weighted least connections
@@ -44,8 +46,9 @@ type LeastConn struct {
 }
 
 var (
-	_ Strategy = (*LeastConn)(nil)
-	_ Observer = (*lcPicker)(nil)
+	_ Strategy           = (*LeastConn)(nil)
+	_ Observer           = (*lcPicker)(nil)
+	_ effweight.Reporter = (*lcPicker)(nil)
 )
 
 // NewLeastConn returns a weighted least-connections strategy.
@@ -119,18 +122,6 @@ func (lc *LeastConn) Picker(set *Set) Picker {
 		p.items = append(p.items, lcItem{st: p.st[i], e: set.All[i], w: set.Weights[i], i: i})
 	}
 	return p
-}
-
-// EffectiveWeight returns the effective weight ew of e, which its tie
-// breaks use, in the units of the last Set's Scale, and whether e is a
-// member of that Set.
-func (lc *LeastConn) EffectiveWeight(e Endpoint) (int, bool) {
-	lc.mu.Lock()
-	defer lc.mu.Unlock()
-	if st, ok := lc.state[e]; ok && !st.gone {
-		return st.ew, true
-	}
-	return 0, false
 }
 
 // lcPicker is one Set's view of the shared least-connections state.
@@ -231,6 +222,19 @@ func (p *lcPicker) undo(from, to, bc, bw int, check bool, tried *Tried) {
 func (it *lcItem) unadd() {
 	it.st.cw -= it.added
 	it.st.ew = it.added
+}
+
+// EffectiveWeight implements [effweight.Reporter]: the ew of All[i], which
+// its tie breaks use, in units of the Set's Scale. It is on the picker, an
+// unexported type, so that the balancer's Stats can read it without the
+// strategy's API showing it.
+func (p *lcPicker) EffectiveWeight(i int) (int, bool) {
+	if i < 0 || i >= len(p.st) {
+		return 0, false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.st[i].ew, true
 }
 
 // Done implements [Observer]: it uncounts the request (a Done with nothing

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"sync"
 	"testing"
+
+	"github.com/tinylb/lb/internal/effweight"
 )
 
 // lcConns returns the in-flight counts of All as p sees them.
@@ -97,7 +99,7 @@ func TestLeastConnDone(t *testing.T) {
 	if _, ew := lcSmooth(p, 0); ew != 4-2 {
 		t.Errorf("a after a failure at w4 max_fails=2: ew=%d; want 2", ew)
 	}
-	if ew, ok := lc.EffectiveWeight(all[0]); ew != 2 || !ok {
+	if ew, ok := effweight.Of(p, 0); ew != 2 || !ok {
 		t.Errorf("EffectiveWeight(a) = %d, %t; want 2, true", ew, ok)
 	}
 	o.Done(0, Success) // one more than picked
@@ -154,8 +156,7 @@ func TestLeastConnRemoved(t *testing.T) {
 	}
 
 	// Dropped with nothing in flight: c starts afresh when it comes back.
-	lc.Picker(newSet(all[:2], nil))
-	if _, ok := lc.EffectiveWeight(all[2]); ok {
+	if _, ok := effweight.Of(lc.Picker(newSet(all[:2], nil)), 2); ok {
 		t.Errorf("EffectiveWeight(c) reports c, which is no member")
 	}
 	p4 := lc.Picker(newSet(all, nil))

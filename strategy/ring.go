@@ -32,8 +32,10 @@ type ring struct {
 }
 
 // serverString is the name a member's ring points derive from: the host
-// and port of its Key, a URL, as written (u.Host, so "10.0.0.1:80", or
-// "backend.example.com" when the URL gives no port). If the URL has a path
+// and port of its Key, a URL (u.Host, so "10.0.0.1:8080", or
+// "backend.example.com" when the Key has no port: the balancer's Keys drop
+// a default port, so "http://x:80" and "http://x" hash alike as "x", as
+// nginx's "server x" does). If the URL has a path
 // other than "" or "/" it is appended, so that two members on one host and
 // port with different base paths get different points; the scheme, user
 // info, query and fragment are ignored. A Key that does not parse as a URL

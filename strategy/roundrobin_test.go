@@ -1,8 +1,12 @@
 package strategy
 
 import (
+	"strings"
 	"sync"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // TestRoundRobinSnapshot checks the §2 table: A B C D with B dead gives
@@ -45,16 +49,18 @@ func TestRoundRobinCounterSurvivesRebuild(t *testing.T) {
 	}
 }
 
-// TestRoundRobinTried checks that a retry steps forward to the next usable
-// member not tried, and that -1 means every usable member was tried.
+// TestRoundRobinTried checks that retries take the usable members not
+// tried in turn, and that -1 means every usable member was tried.
 func TestRoundRobinTried(t *testing.T) {
 	all := endpoints(1, 1, 1, 1)
 	p := NewRoundRobin().Picker(newSet(all, []int{0, 2, 3}))
 	var tried Tried
 	tried.Add(all[0])
 	tried.Add(all[1]) // not usable: must not matter
-	// Counter 0 lands on a (tried) and steps to c; 1 is c; 2 is d.
-	for k, want := range []string{"c", "c", "d", "c"} {
+	// Each request draws its turn from the retry counter once: successive
+	// requests go round c and d, the usable members not tried.
+	for k, want := range []string{"c", "d", "c", "d"} {
+		tried.turn = 0 // a new request with the same members tried
 		if got := name(all, p.Pick(nil, &tried)); got != want {
 			t.Errorf("pick %d = %s; want %s", k, got, want)
 		}
@@ -96,4 +102,112 @@ func TestRoundRobinConcurrentExact(t *testing.T) {
 			t.Errorf("picks of %s = %d; want %d (all: %v)", name(all, i), total[i], want[i], total)
 		}
 	}
+}
+
+// TestRoundRobinRetryKeepsRotation checks that retries do not move the
+// first picks: with a member that fails every request, each request's
+// first pick still follows the rotation (n consecutive first picks cover
+// the n usable members), and the failing member's retries spread evenly
+// over the others. Retries used to draw from the first-pick counter, so in
+// a pool of a dead and a live member the dead one took every first pick.
+func TestRoundRobinRetryKeepsRotation(t *testing.T) {
+	tests := []struct {
+		name      string
+		n         int
+		dead      int
+		requests  int
+		wantFirst []int
+		wantRetry []int
+	}{
+		{"dead a, live b", 2, 0, 60, []int{30, 30}, []int{0, 30}},
+		{"a b c d, b dead", 4, 1, 400, []int{100, 100, 100, 100}, []int{34, 0, 33, 33}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			all := endpoints(make([]int, tt.n)...)
+			p := NewRoundRobin().Picker(newSet(all, nil))
+			first := make([]int, tt.n)
+			retry := make([]int, tt.n)
+			var tried Tried
+			for r := range tt.requests {
+				tried.Reset()
+				i := p.Pick(nil, &tried)
+				require.GreaterOrEqual(t, i, 0, "request %d: first pick", r)
+				first[i]++
+				if i != tt.dead {
+					continue
+				}
+				tried.Add(all[i])
+				j := p.Pick(nil, &tried)
+				require.GreaterOrEqual(t, j, 0, "request %d: retry pick", r)
+				require.NotEqual(t, tt.dead, j, "request %d: retry went back to the dead member", r)
+				retry[j]++
+			}
+			assert.Equal(t, tt.wantFirst, first, "first picks per member")
+			assert.Equal(t, tt.wantRetry, retry, "retry picks per member")
+		})
+	}
+}
+
+// TestRoundRobinRetryConcurrentFirstPicksExact checks the snapshot rule's
+// concurrency claim (grpc-go's round_robin picker: one fetch-and-add per
+// pick) with retries mixed in: goroutines that retry after every pick of
+// one member still leave the first picks split exactly.
+func TestRoundRobinRetryConcurrentFirstPicksExact(t *testing.T) {
+	const goroutines, per = 8, 3000
+	all := endpoints(1, 1, 1)
+	p := NewRoundRobin().Picker(newSet(all, nil))
+	counts := make([][]int, goroutines)
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		counts[g] = make([]int, len(all))
+		wg.Go(func() {
+			var tried Tried
+			for range per {
+				tried.Reset()
+				i := p.Pick(nil, &tried)
+				counts[g][i]++
+				if i == 0 {
+					tried.Add(all[0])
+					if j := p.Pick(nil, &tried); j == 0 || j < 0 {
+						t.Errorf("retry pick = %d; want b or c", j)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	total := make([]int, len(all))
+	for _, c := range counts {
+		for i, n := range c {
+			total[i] += n
+		}
+	}
+	assert.Equal(t, []int{8000, 8000, 8000}, total, "first picks per member")
+}
+
+// TestRoundRobinRetriesOfOneRequestInOrder checks that one request's
+// successive retries go round the untried members in order from its turn,
+// and that the next request's retries start one turn later.
+func TestRoundRobinRetriesOfOneRequestInOrder(t *testing.T) {
+	all := endpoints(1, 1, 1, 1)
+	p := NewRoundRobin().Picker(newSet(all, nil))
+	var tried Tried
+	request := func() string {
+		tried.Reset()
+		i := p.Pick(nil, &tried)
+		got := []string{name(all, i)}
+		tried.Add(all[i])
+		for {
+			i := p.Pick(nil, &tried)
+			if i < 0 {
+				return strings.Join(got, " ")
+			}
+			got = append(got, name(all, i))
+			tried.Add(all[i])
+		}
+	}
+	assert.Equal(t, "a b c d", request(), "first request: turn 0")
+	assert.Equal(t, "b c d a", request(), "second request: turn 1")
+	assert.Equal(t, "c d a b", request(), "third request: turn 2")
 }

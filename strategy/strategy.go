@@ -32,9 +32,16 @@ import "net/http"
 // pointer). Strategies use Endpoints as map keys to keep per-backend state
 // across Sets.
 type Endpoint interface {
-	// Key names the endpoint: its URL, as written by the user. It is fixed
-	// for the endpoint's lifetime, so hashing strategies derive ring points
-	// from it and independent balancers over the same URLs agree.
+	// Key names the endpoint: its URL in a normal form, so that every
+	// spelling of one server gives one Key. The balancer's backends
+	// normalize it as RFC 3986 §6.2.3 does for http and https: scheme and
+	// host in lower case, no default port (80 for http, 443 for https), no
+	// trailing slash; "HTTP://X:80/" and "http://x" both have the Key
+	// "http://x". It is fixed for the endpoint's lifetime, so hashing
+	// strategies derive ring points from it and independent balancers over
+	// the same servers agree. Strategies use it as given and do not
+	// normalize it again: an Endpoint of another kind should give a Key in
+	// the same form.
 	Key() string
 	// Weight is the configured weight, at least 1.
 	Weight() int
@@ -113,10 +120,17 @@ type Observer interface {
 // Tried is the set of members one request has already been sent to, so that
 // a retry goes to a different backend. The zero value is an empty set. It
 // holds a few members without allocating.
+//
+// A Tried also keeps the request's turn among round-robin retries, which
+// [RoundRobin]'s pickers (and [ConsistentHash]'s fallback) draw on the
+// request's first retry and reuse on its later ones, so that one request's
+// retries go round the members in order. A Tried must therefore serve one
+// request only, and not be used by two goroutines at once.
 type Tried struct {
 	n     int
 	small [4]Endpoint
 	more  []Endpoint
+	turn  uint64 // the request's draw from a retry counter, plus one; 0: none yet
 }
 
 // Add records e.
@@ -155,9 +169,10 @@ func (t *Tried) Len() int {
 	return t.n
 }
 
-// Reset empties t, keeping its storage.
+// Reset empties t, keeping its storage, and forgets its retry turn.
 func (t *Tried) Reset() {
 	clear(t.small[:])
 	t.more = t.more[:0]
 	t.n = 0
+	t.turn = 0
 }

@@ -3,6 +3,8 @@ package strategy
 import (
 	"net/http"
 	"sync"
+
+	"github.com/tinylb/lb/internal/effweight"
 )
 
 // SmoothWeighted is nginx's smooth weighted round robin
@@ -45,8 +47,9 @@ type SmoothWeighted struct {
 }
 
 var (
-	_ Strategy = (*SmoothWeighted)(nil)
-	_ Observer = (*swrrPicker)(nil)
+	_ Strategy           = (*SmoothWeighted)(nil)
+	_ Observer           = (*swrrPicker)(nil)
+	_ effweight.Reporter = (*swrrPicker)(nil)
 )
 
 // NewSmoothWeighted returns a smooth weighted round-robin strategy.
@@ -89,17 +92,6 @@ func (s *SmoothWeighted) Picker(set *Set) Picker {
 		p.items = append(p.items, swrrItem{st: p.st[i], e: set.All[i], w: set.Weights[i], i: i})
 	}
 	return p
-}
-
-// EffectiveWeight returns the effective weight ew of e, in the units of the
-// last Set's Scale, and whether e is a member of that Set.
-func (s *SmoothWeighted) EffectiveWeight(e Endpoint) (int, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if st, ok := s.state[e]; ok {
-		return st.ew, true
-	}
-	return 0, false
 }
 
 // swrrPicker is one Set's view of the shared smooth-weighted state.
@@ -157,6 +149,18 @@ func (p *swrrPicker) Done(i int, r Result) {
 	p.mu.Lock()
 	p.st[i].fail(d)
 	p.mu.Unlock()
+}
+
+// EffectiveWeight implements [effweight.Reporter]: the ew of All[i], in
+// units of the Set's Scale. It is on the picker, an unexported type, so that
+// the balancer's Stats can read it without the strategy's API showing it.
+func (p *swrrPicker) EffectiveWeight(i int) (int, bool) {
+	if i < 0 || i >= len(p.st) {
+		return 0, false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.st[i].ew, true
 }
 
 // smooth is one member's state in the smooth weighted pass. The mutex of the

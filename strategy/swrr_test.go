@@ -5,6 +5,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/tinylb/lb/internal/effweight"
 )
 
 // swrrState returns the cw and ew of All[i] as p sees them.
@@ -161,7 +163,7 @@ func TestSmoothWeightedRecovery2(t *testing.T) {
 				}
 				picks = append(picks, pick)
 				_, ew := swrrState(p, 0)
-				if got, ok := sw.EffectiveWeight(all[0]); got != ew || !ok {
+				if got, ok := effweight.Of(p, 0); got != ew || !ok {
 					t.Errorf("EffectiveWeight(a) = %d, %t; want %d, true", got, ok, ew)
 				}
 				ews = append(ews, ew/scale)
@@ -249,8 +251,7 @@ func TestSmoothWeightedMembership(t *testing.T) {
 	if cw, ew := swrrState(p, 2); cw != 3 || ew != 0 {
 		t.Fatalf("c: cw=%d ew=%d; want cw=3 ew=0", cw, ew)
 	}
-	s.Picker(newSet(all[:2], nil))
-	if _, ok := s.EffectiveWeight(all[2]); ok {
+	if _, ok := effweight.Of(s.Picker(newSet(all[:2], nil)), 2); ok {
 		t.Errorf("EffectiveWeight(c) reports c, which is no member")
 	}
 	p = s.Picker(newSet(all, nil))
@@ -266,18 +267,18 @@ func TestSmoothWeightedMembership(t *testing.T) {
 	lower.Weights[0] = 2
 	lower.MaxFails = 2
 	p = s.Picker(lower)
-	if ew, _ := s.EffectiveWeight(all[0]); ew != 2 {
+	if ew, _ := effweight.Of(p, 0); ew != 2 {
 		t.Errorf("a at weight 2: ew=%d; want 2", ew)
 	}
 	p.(Observer).Done(0, Failure)
 	higher := scaledSet(all, nil, 4)
 	higher.Weights[0] = 8 * 4
 	p = s.Picker(higher)
-	if ew, _ := s.EffectiveWeight(all[0]); ew != 28 {
+	if ew, _ := effweight.Of(p, 0); ew != 28 {
 		t.Errorf("a raised to weight 8: ew=%d; want 28", ew)
 	}
 	p.Pick(nil, nil)
-	if ew, _ := s.EffectiveWeight(all[0]); ew != 32 {
+	if ew, _ := effweight.Of(p, 0); ew != 32 {
 		t.Errorf("a at weight 8 after one pass: ew=%d; want 32", ew)
 	}
 }

@@ -43,25 +43,12 @@ func parseBackend(s string) (backendConfig, error) {
 		}
 		b.Weight = n
 	}
-	if msg := schemeProblem(b.URL); msg != "" {
-		return backendConfig{}, fmt.Errorf("invalid -backend %q: %s", redact(s), msg)
-	}
 	// Let the library judge the URL and the weight. Its errors quote the
 	// URL without credentials.
 	if _, err := b.backend(); err != nil {
-		return backendConfig{}, fmt.Errorf("invalid -backend: %w", err)
+		return backendConfig{}, fmt.Errorf("invalid -backend %q: %s", redact(s), urlProblem(err))
 	}
 	return b, nil
-}
-
-// schemeProblem returns what is wrong with a backend URL written without
-// its scheme, such as 10.0.0.1:8080, or "". The url package would parse
-// that as a path, or call its first segment a bad scheme.
-func schemeProblem(rawURL string) string {
-	if strings.TrimSpace(rawURL) == "" || strings.Contains(rawURL, "://") {
-		return "" // empty is the library's to say
-	}
-	return "want an http:// or https:// URL"
 }
 
 // redact hides the credentials of a URL that has them, with its scheme
@@ -128,9 +115,6 @@ func (c *config) validateBackends() error {
 	seen := make(map[string]int, len(c.Backends))
 	for i, b := range c.Backends {
 		p := index("backends", i)
-		if msg := schemeProblem(b.URL); msg != "" {
-			return badf(p+".url", quote(redact(b.URL)), "%s", msg)
-		}
 		be, err := lb.NewBackend(b.URL)
 		if err != nil {
 			return badf(p+".url", quote(redact(b.URL)), "%s", urlProblem(err))

@@ -229,7 +229,7 @@ func TestConfigFileErrors(t *testing.T) {
 		{"weight negative", `{"backends": [{"url": "http://127.0.0.1:9001", "weight": -1}]}`, "backends[0].weight: -1: must be between 1 and 1000"},
 		{"URL missing", `{"backends": [{"weight": 2}]}`, `backends[0].url: "": empty`},
 		{"URL without scheme", `{"backends": [{"url": "127.0.0.1:9001"}]}`, `backends[0].url: "127.0.0.1:9001": want an http:// or https:// URL`},
-		{"URL with bad scheme", `{"backends": [{"url": "ftp://127.0.0.1:9001"}]}`, `backends[0].url: "ftp://127.0.0.1:9001": scheme must be http or https`},
+		{"URL with bad scheme", `{"backends": [{"url": "ftp://127.0.0.1:9001"}]}`, `backends[0].url: "ftp://127.0.0.1:9001": want an http:// or https:// URL, not ftp://`},
 		{"URL without host", `{"backends": [{"url": "http://"}]}`, `backends[0].url: "http://": missing host`},
 		{"URL with bad port", `{"backends": [{"url": "http://127.0.0.1:99999"}]}`, `backends[0].url: "http://127.0.0.1:99999": port must be between 1 and 65535`},
 		{"URL with credentials", `{"backends": [{"url": "http://user:secret@127.0.0.1:9001"}]}`, `backends[0].url: "http://xxxxx@127.0.0.1:9001": credentials are not allowed`},

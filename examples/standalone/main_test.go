@@ -164,7 +164,7 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"weight fraction", "-backend http://127.0.0.1:9001=1.5", `weight "1.5" is not an integer`},
 		{"weight missing", "-backend http://127.0.0.1:9001=", `missing weight`},
 		{"URL without scheme", "-backend 127.0.0.1:9001", `invalid -backend "127.0.0.1:9001": want an http:// or https:// URL`},
-		{"URL with bad scheme", "-backend ftp://127.0.0.1:9001", "scheme must be http or https"},
+		{"URL with bad scheme", "-backend ftp://127.0.0.1:9001", `invalid -backend "ftp://127.0.0.1:9001": want an http:// or https:// URL, not ftp://`},
 		{"URL without host", "-backend http://", "missing host"},
 		{"URL with bad port", "-backend http://127.0.0.1:99999", "port"},
 		{"URL with credentials", "-backend http://user:secret@127.0.0.1:9001", "credentials"},

@@ -158,7 +158,10 @@ func TestF3c_IdempotencyOptIn(t *testing.T) {
 func TestF1_KillRestartUnderLoad(t *testing.T) {
 	interval := 50 * time.Millisecond
 	check := &health.HTTPCheck{Path: faultkit.HealthPath, Interval: interval, Timeout: interval, Rise: 2, Fall: 3}
-	e := newEnv(t, envConfig{n: 3, opts: []lb.Option{lb.WithHealthCheck(check)}})
+	// Passive checks off: they would eject b at its first failure and keep
+	// it out for their 10s, whatever the active check says; this scenario
+	// is about the active check.
+	e := newEnv(t, envConfig{n: 3, opts: []lb.Option{lb.WithHealthCheck(check), lb.WithPassiveHealth(health.Passive{MaxFails: -1})}})
 	victim := e.backends[1]
 	workers := scale(8, 32)
 	total := scale(1500*time.Millisecond, 10*time.Second)

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tinylb/lb"
+	"github.com/tinylb/lb/health"
 	"github.com/tinylb/lb/internal/faultkit"
 )
 
@@ -67,8 +69,13 @@ func TestF4_StaleKeepAlive(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := &traced{}
+			// Passive checks off: a POST cut by a stale connection counts as
+			// a failure, as in nginx, and would eject both backends; this
+			// scenario is about the transport's handling of stale
+			// connections.
 			e := newEnv(t, envConfig{n: 2, backend: func(int) faultkit.Config { return tc.cfg },
-				wrap: func(rt http.RoundTripper) http.RoundTripper { tr.base = rt; return tr }})
+				wrap: func(rt http.RoundTripper) http.RoundTripper { tr.base = rt; return tr },
+				opts: []lb.Option{lb.WithPassiveHealth(health.Passive{MaxFails: -1})}})
 			for _, b := range e.backends {
 				b.SetBehavior(tc.bh)
 			}

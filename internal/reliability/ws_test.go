@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tinylb/lb"
+	"github.com/tinylb/lb/health"
 	"github.com/tinylb/lb/internal/faultkit"
 )
 
@@ -129,7 +130,9 @@ func TestF16_WebSocketFaults(t *testing.T) {
 		ws.Close()
 	})
 	t.Run("handshake not retried once sent", func(t *testing.T) {
-		e := newEnv(t, envConfig{n: 2})
+		// Passive checks off, so that a stays in rotation after its
+		// first reset and every other handshake is sent to it.
+		e := newEnv(t, envConfig{n: 2, opts: []lb.Option{lb.WithPassiveHealth(health.Passive{MaxFails: -1})}})
 		a, b := e.backends[0], e.backends[1]
 		a.SetFault(faultkit.Fault{Kind: faultkit.ResetAfterRead})
 		for i := range 4 {
