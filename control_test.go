@@ -92,9 +92,21 @@ func TestDrainWaitsForLastInFlightRequest(t *testing.T) {
 	defer bal.Close()
 	front := httptest.NewServer(bal)
 	defer front.Close()
+	var wg sync.WaitGroup
+	// If the test fails early, let the held requests end, or closing the
+	// servers would wait for them forever.
+	defer func() {
+		for {
+			select {
+			case release <- struct{}{}:
+			case <-time.After(100 * time.Millisecond):
+				wg.Wait()
+				return
+			}
+		}
+	}()
 
 	// Two requests in flight on the slow backend.
-	var wg sync.WaitGroup
 	for range 2 {
 		wg.Go(func() {
 			for {
@@ -116,6 +128,10 @@ func TestDrainWaitsForLastInFlightRequest(t *testing.T) {
 
 	drained := make(chan error, 1)
 	go func() { drained <- pool.Drain(context.Background(), slow.srv.URL) }()
+	// Drain runs in its own goroutine: wait until it has taken effect.
+	for statsOf(bal, slow.srv.URL).State != lb.StateDraining {
+		time.Sleep(time.Millisecond)
+	}
 
 	// While draining, new requests all go to the other backend.
 	hitsBefore := slow.hits.Load()

@@ -16,20 +16,24 @@ import (
 // fields it names, and a flag only the fields it stands for, when it is
 // given on the command line.
 type config struct {
-	Listen         string          `json:"listen"`
-	Strategy       string          `json:"strategy"` // rr, swrr, leastconn or hash
-	HashKey        string          `json:"hash_key"` // with hash: header:NAME, cookie:NAME, query:NAME, ip or path
-	Backends       []backendConfig `json:"backends"`
-	Health         healthConfig    `json:"health"`
-	Retries        retryConfig     `json:"retries"`
-	SlowStart      duration        `json:"slow_start"`      // 0: off
-	PanicThreshold int             `json:"panic_threshold"` // percent; 0: off
-	RetryAfter     duration        `json:"retry_after"`     // 0: no Retry-After header
-	Timeouts       timeoutConfig   `json:"timeouts"`
-	MaxHeaderBytes int             `json:"max_header_bytes"`
-	TrustedProxies []string        `json:"trusted_proxies"` // CIDRs or addresses
-	Status         statusConfig    `json:"status"`
-	LogLevel       string          `json:"log_level"` // debug, info, warn or error
+	Listen   string          `json:"listen"`
+	Strategy string          `json:"strategy"` // rr, swrr, leastconn or hash
+	HashKey  string          `json:"hash_key"` // with hash: header:NAME, cookie:NAME, query:NAME, ip or path
+	Backends []backendConfig `json:"backends"`
+	Health   healthConfig    `json:"health"`
+	Retries  retryConfig     `json:"retries"`
+	// RequestBuffering and BodyMemory are lb.WithRequestBuffering and
+	// lb.WithBodyMemory.
+	RequestBuffering bufferingConfig `json:"request_buffering"`
+	BodyMemory       int64           `json:"body_memory"`     // bytes; 0: 64 MiB or GOMEMLIMIT/8; -1: no bound
+	SlowStart        duration        `json:"slow_start"`      // 0: off
+	PanicThreshold   int             `json:"panic_threshold"` // percent; 0: off
+	RetryAfter       duration        `json:"retry_after"`     // 0: no Retry-After header
+	Timeouts         timeoutConfig   `json:"timeouts"`
+	MaxHeaderBytes   int             `json:"max_header_bytes"`
+	TrustedProxies   []string        `json:"trusted_proxies"` // CIDRs or addresses
+	Status           statusConfig    `json:"status"`
+	LogLevel         string          `json:"log_level"` // debug, info, warn or error
 
 	file string // the -config file, "" without one
 }

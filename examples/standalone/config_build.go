@@ -65,6 +65,7 @@ func (c *config) options(log *slog.Logger, tr http.RoundTripper) []lb.Option {
 		lb.WithTransport(tr),
 		lb.WithRetry(c.Retries.policy()),
 	}
+	opts = append(opts, c.bodyOptions()...)
 	if c.Health.Active != nil {
 		opts = append(opts, lb.WithHealthCheck(c.Health.Active.check()))
 	}

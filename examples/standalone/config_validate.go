@@ -44,6 +44,7 @@ func (c *config) validate() error {
 		c.validateBackends,
 		c.validateHealth,
 		func() error { return c.Retries.validate("retries") },
+		c.validateBodies,
 		c.validateBalancing,
 		func() error { return c.Timeouts.validate("timeouts") },
 		c.validateServer,
