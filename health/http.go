@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -96,7 +97,9 @@ func (c HTTPCheck) Schedule() Schedule {
 }
 
 // Validate reports the first impossible setting of c, naming its field: a
-// Path that does not start with '/', a method that is not a token, a
+// Path that does not start with '/', a method that is not a token, a Host
+// with spaces, controls or '/', a Header name that is not a token or a
+// value with CR, LF or NUL (the transport would refuse every request), a
 // StatusMin above StatusMax or outside 100–999, a negative MaxBody, a Body
 // with method HEAD, or an invalid [HTTPCheck.Schedule]. The zero HTTPCheck
 // is valid.
@@ -107,6 +110,8 @@ func (c HTTPCheck) Validate() error {
 		return fmt.Errorf("health: Path %q does not start with '/'", c.Path)
 	case c.Method != "" && !isToken(c.Method):
 		return fmt.Errorf("health: invalid Method %q", c.Method)
+	case strings.ContainsFunc(c.Host, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '/' }):
+		return fmt.Errorf("health: invalid Host %q", c.Host)
 	case lo < 100 || lo > 999:
 		return fmt.Errorf("health: StatusMin %d outside 100-999", lo)
 	case hi < 100 || hi > 999:
@@ -118,7 +123,29 @@ func (c HTTPCheck) Validate() error {
 	case c.Body != "" && c.method() == http.MethodHead:
 		return fmt.Errorf("health: Body %q set with Method HEAD, whose responses have none", c.Body)
 	}
+	if err := validHeader(c.Header); err != nil {
+		return err
+	}
 	return c.Schedule().Validate()
+}
+
+// validHeader reports the first header of h, in name order, that no
+// request could carry.
+func validHeader(h http.Header) error {
+	if len(h) == 0 {
+		return nil
+	}
+	for _, k := range slices.Sorted(maps.Keys(h)) {
+		if !isToken(k) {
+			return fmt.Errorf("health: invalid Header name %q", k)
+		}
+		for _, v := range h[k] {
+			if strings.ContainsAny(v, "\r\n\x00") {
+				return fmt.Errorf("health: Header %q: value %q contains CR, LF or NUL", k, v)
+			}
+		}
+	}
+	return nil
 }
 
 // Check sends one request to target and reports why it failed, or nil. It

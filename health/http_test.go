@@ -465,6 +465,12 @@ func TestHTTPCheckValidate(t *testing.T) {
 		{&HTTPCheck{Interval: -time.Second}, "Interval"},
 		{&HTTPCheck{Interval: time.Second, Timeout: 2 * time.Second}, "Timeout"},
 		{&HTTPCheck{Jitter: 1}, "Jitter"},
+		{&HTTPCheck{Host: "app.internal:8080", Header: http.Header{"User-Agent": {"tinylb"}, "x-lower": {""}}}, ""},
+		{&HTTPCheck{Host: "a b"}, "Host"},
+		{&HTTPCheck{Host: "a/b"}, "Host"},
+		{&HTTPCheck{Header: http.Header{"Bad Name": {"x"}}}, `Header name "Bad Name"`},
+		{&HTTPCheck{Header: http.Header{"X-A": {"ok"}, "X-B": {"ok", "a\r\nInjected: 1"}}}, `Header "X-B"`},
+		{&HTTPCheck{Header: http.Header{"X-Nul": {"a\x00"}}}, "CR, LF or NUL"},
 	}
 	for _, tt := range tests {
 		err := tt.c.Validate()

@@ -91,17 +91,18 @@ func (a *activeConfig) validateRequest(p string) error {
 	switch {
 	case a.Path != "" && !strings.HasPrefix(a.Path, "/"):
 		return badf(p+".path", quote(a.Path), "must start with /")
-	case a.Method != "" && !isToken(a.Method):
+	// The library judges each setting; the errors here name the field.
+	case health.HTTPCheck{Method: a.Method}.Validate() != nil:
 		return badf(p+".method", quote(a.Method), "not an HTTP method")
-	case strings.ContainsFunc(a.Host, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '/' }):
+	case health.HTTPCheck{Host: a.Host}.Validate() != nil:
 		return badf(p+".host", quote(a.Host), "not a host name")
 	}
 	for _, k := range slices.Sorted(maps.Keys(a.Headers)) {
 		hp := p + ".headers[" + quote(k) + "]"
-		if !isToken(k) {
+		if (health.HTTPCheck{Header: http.Header{k: nil}}).Validate() != nil {
 			return badf(hp, "", "not a valid header name")
 		}
-		if strings.ContainsAny(a.Headers[k], "\r\n\x00") {
+		if (health.HTTPCheck{Header: http.Header{k: {a.Headers[k]}}}).Validate() != nil {
 			return badf(hp, quote(a.Headers[k]), "header values must not contain CR, LF or NUL")
 		}
 	}

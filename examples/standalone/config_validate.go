@@ -177,21 +177,6 @@ func (c *config) validateLogLevel() error {
 	return nil
 }
 
-// isToken reports whether s is an RFC 9110 token, as a method or a header
-// name must be.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		b := s[i]
-		if b <= ' ' || b >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, b) >= 0 {
-			return false
-		}
-	}
-	return true
-}
-
 // parsePrefix parses a CIDR, or an address as a prefix of its own.
 func parsePrefix(s string) (netip.Prefix, error) {
 	if strings.Contains(s, "/") {
