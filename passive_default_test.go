@@ -2,7 +2,6 @@ package lb_test
 
 import (
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,24 +11,6 @@ import (
 	"github.com/tinylb/lb"
 	"github.com/tinylb/lb/health"
 )
-
-// manualClock is a clock for lb.WithClock that moves only when told.
-type manualClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *manualClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *manualClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // deadAndLive returns a pool of a backend that refuses connections and a
 // live one, and the stats lookup by URL.
@@ -84,7 +65,7 @@ func TestPassiveHealthOnByDefault(t *testing.T) {
 	t.Run("out for 10s", func(t *testing.T) {
 		t.Parallel()
 		pool, dead, _, up := deadAndLive(t)
-		clk := &manualClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+		clk := newHCClock()
 		g := serveGateway(t, lb.New(pool, nil, lb.WithClock(clk.Now)), nil)
 		getOK(t, g, 4)
 		require.Equal(t, int64(1), backendStats(t, g.bal, dead).Requests, "attempts on the dead backend")
