@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,7 +21,27 @@ import (
 	"github.com/tinylb/lb/internal/faultkit"
 )
 
-var r7Duration = flag.Duration("r7.duration", 30*time.Minute, "length of the R7 soak")
+var (
+	r7Duration    = flag.Duration("r7.duration", 30*time.Minute, "length of the R7 soak")
+	r7HeapProfile = flag.String("r7.heapprofile", "", "write heap profiles (after a GC) to PREFIX-1m.pb.gz, one minute in, and PREFIX-end.pb.gz, at the last sample under load")
+)
+
+// writeHeapProfile writes a heap profile, after a full collection, to
+// path.
+func writeHeapProfile(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Errorf("R7: heap profile: %v", err)
+		return
+	}
+	defer f.Close()
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		t.Errorf("R7: heap profile: %v", err)
+	}
+	t.Logf("R7: heap profile %s", path)
+}
 
 // R7: the nightly soak. 128 clients of mixed traffic against 4 backends
 // for -r7.duration, with a random fault every 5 s (kill and restart, reset
@@ -107,6 +129,15 @@ func TestR7_Soak(t *testing.T) {
 			victim.SetFault(faultkit.Fault{Kind: faultkit.ResetAfterRead})
 		}
 		faults++
+		if *r7HeapProfile != "" {
+			dl, _ := ctx.Deadline()
+			switch {
+			case i == 12:
+				writeHeapProfile(t, *r7HeapProfile+"-1m.pb.gz")
+			case time.Until(dl) < 5*time.Second:
+				writeHeapProfile(t, *r7HeapProfile+"-end.pb.gz")
+			}
+		}
 		if i%12 == 0 {
 			g, h := runtime.NumGoroutine(), heapMiB()
 			if g0 == 0 && i > 0 {
@@ -121,6 +152,9 @@ func TestR7_Soak(t *testing.T) {
 		victim.SetBehavior(faultkit.Behavior{})
 		victim.SetFault(faultkit.Fault{})
 		victim.Restart()
+	}
+	if *r7HeapProfile != "" {
+		writeHeapProfile(t, *r7HeapProfile+"-after.pb.gz")
 	}
 	if n := breaches.Load(); n > 0 {
 		t.Errorf("R7: %d I1 breaches, first: %v", n, firstBreach.Load())
