@@ -347,16 +347,6 @@ func (l *logBuffer) Write(p []byte) (int, error) {
 	return l.buf.Write(p)
 }
 
-// reset forgets the output collected so far and returns its length: a
-// long run drops it as it goes, so that it stays bounded.
-func (l *logBuffer) reset() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := l.buf.Len()
-	l.buf = strings.Builder{}
-	return n
-}
-
 func (l *logBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -249,4 +250,14 @@ func TestR7_Soak(t *testing.T) {
 	t.Logf("R7: %v, 128 clients, %d faults: %d requests (%d POST, %d POST IDs at the backends), %d ok, %d visible errors, %d breaches, %d duplicated POSTs, %d KiB of balancer log; goroutines/heap in use/live heap every minute: %v; live heap %.1f MiB one minute in, %.1f MiB at the end with the load stopped (%+.1f MiB, %.1f bytes per request), %d goroutines",
 		*r7Duration, faults, total.Load(), posts.Load(), ids, ok.Load(), errs.Load(), breaches.Load(), dups, logBytes>>10, samples,
 		float64(base)/(1<<20), float64(h1)/(1<<20), float64(growth)/(1<<20), perRequest, g1)
+}
+
+// reset forgets the log output collected so far and returns its length:
+// the soak drops it as it goes, so that it stays bounded.
+func (l *logBuffer) reset() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := l.buf.Len()
+	l.buf = strings.Builder{}
+	return n
 }
