@@ -378,6 +378,18 @@ func (b *Backend) HitMap() map[string]int {
 	return m
 }
 
+// TakeHits returns the per-ID arrival counts and forgets them, and the
+// cancellation times: a long run drains them as it goes, so that its
+// records stay bounded.
+func (b *Backend) TakeHits() map[string]int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	h := b.hits
+	b.hits = make(map[string]int)
+	b.canceled = make(map[string]time.Time)
+	return h
+}
+
 // Bodies returns the SHA-256 of each request body with the given ID that
 // was read to its end.
 func (b *Backend) Bodies(id string) []string {
