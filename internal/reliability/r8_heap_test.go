@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tinylb/lb"
+	"github.com/tinylb/lb/health"
 )
 
 // r8Bound is the most the live heap may grow over R8's measured requests.
@@ -78,7 +79,10 @@ func TestR8_HeapBoundedPerRequest(t *testing.T) {
 	require.NoError(t, err)
 	tr := lb.NewTransport()
 	t.Cleanup(tr.CloseIdleConnections)
-	bal := lb.New(pool, lb.RoundRobin(), lb.WithTransport(tr), lb.WithRetry(lb.RetryPolicy{Statuses: []int{503}}))
+	// Passive health off: the failing backend must stay in rotation, so
+	// that every request can take the retry path.
+	bal := lb.New(pool, lb.RoundRobin(), lb.WithTransport(tr), lb.WithRetry(lb.RetryPolicy{Statuses: []int{503}}),
+		lb.WithPassiveHealth(health.Passive{MaxFails: -1}))
 	t.Cleanup(func() { bal.Close() })
 	front := httptest.NewServer(bal)
 	t.Cleanup(front.Close)
