@@ -37,7 +37,7 @@ func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
 func TestDecodeHealthResponse(t *testing.T) {
 	const (
-		statusTag = 1<<3 | 0 // field 1, varint
+		statusTag = 1 << 3 // field 1, wire type 0 (varint)
 		deep      = protoMaxDepth + 1
 	)
 	tests := []struct {
