@@ -235,6 +235,23 @@ func TestGRPCCheckReusesConnection(t *testing.T) {
 	assert.Equal(t, 2, total, "connections")
 }
 
+// Once checks stop, their connection closes by itself after the idle
+// timeout (2·Interval+Timeout), without CloseIdleConnections: a balancer's
+// Close, which stops the checks, leaves nothing open for long.
+func TestGRPCCheckConnectionClosesWhenIdle(t *testing.T) {
+	var closed atomic.Int32
+	target := serveH2C(t, answer(statusServing), func(srv *http.Server) {
+		srv.ConnState = func(_ net.Conn, s http.ConnState) {
+			if s == http.StateClosed {
+				closed.Add(1)
+			}
+		}
+	})
+	c := GRPCCheck{Interval: 20 * time.Millisecond, Timeout: 10 * time.Millisecond} // idle timeout 50ms
+	require.NoError(t, c.Check(context.Background(), target))
+	assert.Eventually(t, func() bool { return closed.Load() == 1 }, 10*time.Second, 5*time.Millisecond, "the idle connection closes")
+}
+
 // The default transports are shared by checks of one Interval and Timeout,
 // and time idle connections out after 2·Interval+Timeout.
 func TestGRPCTransportPerSchedule(t *testing.T) {
