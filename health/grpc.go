@@ -334,9 +334,10 @@ func unhex(c byte) (byte, bool) {
 }
 
 // CloseIdleConnections closes the connections that the checks of c, and
-// of every GRPCCheck with its Interval and Timeout, keep open between
-// checks; a connection carrying a check closes when that check ends and
-// no other is due. It does not touch c.Transport, which its owner closes.
+// of every GRPCCheck with its Interval and Timeout (which share them),
+// keep open between checks. A connection that carries a check at the time
+// is left to close itself once idle. It does not touch c.Transport, which
+// its owner closes.
 //
 // Call it once the checks have stopped (after the balancer's Close, or
 // when [Run] has returned) to release the connections at once rather than
@@ -380,10 +381,12 @@ var grpcTransports struct {
 // grpcTransport returns the default transport of checks on schedule s.
 // Like HTTPCheck's, its dial and TLS handshake have timeouts of their own,
 // since net/http dials apart from the request's context. Its HTTP/2
-// connections send no pings of their own: grpc-go servers close the
-// connection of a client that pings more than once in 5 minutes without a
-// call in flight (keepalive.EnforcementPolicy's MinTime), and each check
-// finds out for itself whether the server answers.
+// connections send no keep-alive pings (HTTP2Config.SendPingTimeout is
+// off): by default a grpc-go server counts as a strike a ping that comes
+// sooner than 5 minutes after the last one (keepalive.EnforcementPolicy's
+// MinTime), or than 2 hours with no call in flight, and closes the
+// connection with "too_many_pings" at the third (internal/transport,
+// handlePing). Each check finds out for itself whether the server answers.
 func grpcTransport(s Schedule) *http.Transport {
 	key := grpcKey(s)
 	ct := &grpcTransports

@@ -245,9 +245,9 @@ func protoSkip(b []byte, num uint64, typ byte, depth int) int {
 	return -1 // an end of group with no start, or wire type 6 or 7
 }
 
-// grpcTimeout formats d as a grpc-timeout value: the largest count of the
-// finest unit that fits in 8 digits, rounded up so that the server never
-// gives up before the check does.
+// grpcTimeout formats d as a grpc-timeout value: d in the finest unit
+// whose count fits in 8 digits, rounded up so that the server never gives
+// up before the check does.
 func grpcTimeout(d time.Duration) string {
 	if d <= 0 {
 		return "1n"
