@@ -132,3 +132,38 @@ func TestBalancerEjectsNotServingBackend(t *testing.T) {
 	got = callers(t, client, 6)
 	assert.Equal(t, map[string]int{"a": 2, "b": 2, "c": 2}, got, "calls once b is back")
 }
+
+// lb.New validates a GRPCCheck as it does an HTTPCheck: an impossible
+// setting panics, naming its field.
+func TestBalancerValidatesGRPCCheck(t *testing.T) {
+	b, err := lb.NewBackend("http://127.0.0.1:1")
+	require.NoError(t, err)
+	pool, err := lb.NewPool(b)
+	require.NoError(t, err)
+	assert.PanicsWithValue(t, "health: negative Interval -1s", func() {
+		lb.New(pool, lb.RoundRobin(), lb.WithHealthCheck(health.GRPCCheck{Interval: -time.Second}))
+	})
+	assert.PanicsWithValue(t, `health: reserved Header "Grpc-Timeout": the check sets it, or HTTP/2 forbids it`, func() {
+		lb.New(pool, lb.RoundRobin(), lb.WithHealthCheck(&health.GRPCCheck{Header: map[string][]string{"Grpc-Timeout": {"1S"}}}))
+	})
+}
+
+// With StartDown, a backend without the health service never comes up
+// (its checks get UNIMPLEMENTED), while one with it does.
+func TestBalancerKeepsOutServerWithoutHealthService(t *testing.T) {
+	withHealth := testBackend(t, "a", true)
+	bare := testBackend(t, "bare", false)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	check := demoCheck
+	check.StartDown = true
+	f, err := startFront(ln, backends{withHealth, bare}, check)
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, f.close()) })
+
+	require.NoError(t, waitState(context.Background(), f.bal, withHealth.url, lb.StateUp))
+	assert.Eventually(t, func() bool { return lastCheckError(f.bal, bare.url) != "" }, 10*time.Second, 10*time.Millisecond, "bare is checked")
+	assert.Equal(t, lb.StateDown, stateOf(f.bal, bare.url))
+	assert.Contains(t, lastCheckError(f.bal, bare.url), "grpc-status UNIMPLEMENTED (12)")
+	assert.Equal(t, map[string]int{"a": 4}, callers(t, testClient(t, f), 4), "every call goes to a")
+}
