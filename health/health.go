@@ -4,8 +4,9 @@
 //
 // The two are small interfaces so that users can plug in their own:
 //
-//   - a [Checker] probes one target; [HTTPCheck] and [TCPCheck] are built
-//     in. [Run] drives a Checker on a [Schedule], applying the rise and fall
+//   - a [Checker] probes one target; [HTTPCheck], [TCPCheck] and
+//     [GRPCCheck] (the standard gRPC health service) are built in. [Run]
+//     drives a Checker on a [Schedule], applying the rise and fall
 //     thresholds and jitter, until its context ends.
 //   - an [Observer] judges a backend by the [Outcome] of every attempt sent
 //     to it; [Passive] (nginx's max_fails/fail_timeout, with a true sliding
