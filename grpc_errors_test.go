@@ -229,23 +229,38 @@ func TestGRPCNoBackendIsUnavailable(t *testing.T) {
 }
 
 // TestGRPCAllAttemptsFailIsUnavailable: when every backend refuses the
-// connection, a gRPC call gets 14 UNAVAILABLE, naming no backend.
+// connection, a gRPC call gets 14 UNAVAILABLE, naming no backend, on both
+// fronts and both proxy paths.
 func TestGRPCAllAttemptsFailIsUnavailable(t *testing.T) {
 	t.Parallel()
-	pool, _ := poolOf(t, refusingURL(t), refusingURL(t))
-	f := serveRPC(t, lb.New(pool, lb.RoundRobin(), lb.WithTransport(rpcTransport(t)),
-		lb.WithPassiveHealth(health.Passive{MaxFails: -1})))
-	for _, c := range []struct {
-		name   string
-		client *http.Client
-	}{{"h2c front", f.h2}, {"HTTP/1.1 front", f.h1}} {
-		t.Run(c.name, func(t *testing.T) {
-			requireTrailersOnly(t, f.call(t, c.client, grpcContentType, []byte("hello")), 14, "lb: all attempts failed")
+	for _, path := range []struct {
+		name string
+		opt  lb.Option
+	}{{"relay", nil}, {"ReverseProxy", lb.WithFlushInterval(time.Hour)}} {
+		t.Run(path.name, func(t *testing.T) {
+			t.Parallel()
+			down1, down2 := refusingURL(t), refusingURL(t)
+			pool, _ := poolOf(t, down1, down2)
+			f := serveRPC(t, lb.New(pool, lb.RoundRobin(), lb.WithTransport(rpcTransport(t)),
+				lb.WithPassiveHealth(health.Passive{MaxFails: -1}), path.opt))
+			for _, front := range []struct {
+				name   string
+				client *http.Client
+			}{{"h2c front", f.h2}, {"HTTP/1.1 front", f.h1}} {
+				res := f.call(t, front.client, grpcContentType, []byte("hello"))
+				requireTrailersOnly(t, res, 14, "lb: all attempts failed")
+				for k, vv := range res.header {
+					for _, v := range vv {
+						assert.NotContains(t, v, hostPortOf(down1), "%s: header %s", front.name, k)
+						assert.NotContains(t, v, hostPortOf(down2), "%s: header %s", front.name, k)
+					}
+				}
+			}
+			st := f.bal.Stats()
+			assert.EqualValues(t, 2, st.Failed, "counted as failed answers, as the 502s are")
+			assert.EqualValues(t, 4, st.Failures, "both backends tried for each call")
 		})
 	}
-	st := f.bal.Stats()
-	assert.EqualValues(t, 2, st.Failed, "counted as failed answers, as the 502s are")
-	assert.EqualValues(t, 4, st.Failures, "both backends tried for each call")
 }
 
 // TestGRPCTimeoutsAreDeadlineExceeded: a call whose backend does not
