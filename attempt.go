@@ -95,12 +95,19 @@ func (a *attempt) finish(status int, err error, canceled bool) {
 // wrap returns rc wrapped so that the attempt is settled when the body is
 // closed: a streamed or upgraded response counts as in flight until then.
 // spare, if not nil, is an unused trackedBody to fill instead of a new one.
-func (a *attempt) wrap(rc io.ReadCloser, spare *trackedBody) io.ReadCloser {
+// fail, if not nil, is the failure the response stands for though it came
+// back whole: a gRPC backend's Trailers-Only UNAVAILABLE (see grpcFailure).
+// It is kept as the body's read error, so that the attempt costs no more
+// memory for it.
+func (a *attempt) wrap(rc io.ReadCloser, spare *trackedBody, fail error) io.ReadCloser {
 	tb := spare
 	if tb == nil {
 		tb = new(trackedBody)
 	}
 	tb.rc, tb.a = rc, *a
+	if fail != nil {
+		tb.noteErr(fail)
+	}
 	if rwc, ok := rc.(io.ReadWriteCloser); ok && a.status == http.StatusSwitchingProtocols {
 		return &trackedConn{trackedBody: tb, w: rwc}
 	}
@@ -108,11 +115,12 @@ func (a *attempt) wrap(rc io.ReadCloser, spare *trackedBody) io.ReadCloser {
 }
 
 // trackedBody is a response body that settles its attempt on Close, as a
-// failure if reading it failed (the backend died mid-response).
+// failure if reading it failed (the backend died mid-response) or if the
+// response itself was one (wrap's fail).
 type trackedBody struct {
 	rc      io.ReadCloser
 	a       attempt
-	readErr atomic.Pointer[error]
+	readErr atomic.Pointer[error] // the first read error, or wrap's fail
 	done    atomic.Bool
 }
 

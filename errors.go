@@ -23,13 +23,17 @@ var (
 	// ErrBackendInUse: the backend already belongs to another pool.
 	ErrBackendInUse = errors.New("lb: backend already in a pool")
 	// ErrNoHealthyBackend: no backend could take the request. The balancer
-	// answers 503 Service Unavailable.
+	// answers 503 Service Unavailable; a gRPC call gets grpc-status 14
+	// UNAVAILABLE.
 	ErrNoHealthyBackend = errors.New("lb: no healthy backend")
 	// ErrAttemptsFailed: every attempt to reach a backend failed. The
 	// balancer answers 502 Bad Gateway, or 504 Gateway Timeout when the
-	// last attempt timed out.
+	// last attempt timed out; a gRPC call gets grpc-status 14 UNAVAILABLE,
+	// or 4 DEADLINE_EXCEEDED after a timeout (the last attempt's, or
+	// RetryPolicy.Timeout's).
 	ErrAttemptsFailed = errors.New("lb: all attempts failed")
-	// ErrClosed: the balancer was closed. It answers 503.
+	// ErrClosed: the balancer was closed. It answers 503 (gRPC: 14
+	// UNAVAILABLE).
 	ErrClosed = errors.New("lb: balancer closed")
 )
 
@@ -55,7 +59,10 @@ func (e *attemptsError) Error() string {
 
 func (e *attemptsError) Unwrap() []error { return []error{ErrAttemptsFailed, e.err} }
 
-// serveError answers a request the balancer could not serve.
+// serveError answers a request the balancer could not serve: with the
+// HTTP status in the README's table, or, for a gRPC call, in gRPC's terms
+// (see serveGRPCError), over HTTP/2 and HTTP/1.1 fronts alike. A handler
+// set with WithErrorHandler answers gRPC calls too.
 func (b *Balancer) serveError(w http.ResponseWriter, r *http.Request, err error) {
 	status := http.StatusBadGateway
 	var cbe *clientBodyError
@@ -101,6 +108,10 @@ func (b *Balancer) serveError(w http.ResponseWriter, r *http.Request, err error)
 	}
 	if h := b.o.errorHandler; h != nil {
 		h(w, r, err)
+		return
+	}
+	if isGRPC(r) {
+		b.serveGRPCError(w, status, err)
 		return
 	}
 	if status == http.StatusServiceUnavailable && b.o.retryAfter > 0 {

@@ -20,6 +20,19 @@ import (
 // policy, an attempt is retried only on a backend the request has not been
 // sent to, never once a byte of the response went to the client, and never
 // after the client went away.
+//
+// A gRPC call (a POST with content-type application/grpc...) is retried
+// by the same rules, which are gRPC's own (gRFC A6): one whose connection
+// could not be made is retried whatever the policy, like A6's transparent
+// retry (here it counts toward Tries); one that was sent, only with
+// NonIdempotent and a kept body (PROTOCOL-HTTP2.md: calls are "not assumed
+// to be idempotent"); and none once the backend sent Response-Headers, which
+// commit the call (A6). A backend's Trailers-Only answer with grpc-status 14
+// UNAVAILABLE does not commit it: it is a failed attempt, retried like one
+// that failed after it was sent, and the client gets it if no retry does
+// better. Any grpc-status in trailers after a body is the application's
+// answer, never retried. A call that RetryPolicy.Timeout stops retrying
+// gets 4 DEADLINE_EXCEEDED.
 type RetryPolicy struct {
 	// Tries is the most attempts one request may make, the first included.
 	// Default 3; 1 turns retries off. Never more than the number of
@@ -36,9 +49,10 @@ type RetryPolicy struct {
 	// proxy_next_upstream "error timeout".
 	Statuses []int
 	// NonIdempotent lets requests with non-idempotent methods (POST, PATCH,
-	// ...) be retried after they were sent, like nginx's "non_idempotent".
-	// Off by default: such a request is retried only when no byte of it
-	// reached a backend (the connection could not be made).
+	// ...) be retried after they were sent, like nginx's "non_idempotent",
+	// and gRPC calls after a Trailers-Only UNAVAILABLE. Off by default:
+	// such a request is retried only when no byte of it reached a backend
+	// (the connection could not be made).
 	NonIdempotent bool
 	// BodyBuffer is how many bytes of a request body are kept so that the
 	// body can be sent again on a retry. A larger body is streamed and its
@@ -121,7 +135,8 @@ var errTryAgain = errors.New("lb: try another backend")
 // the policy says to stop.
 func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	b := t.b
-	l := retryLoop{b: b, base: t.base, req: req, orig: *req.URL, host: req.Host, idempotent: isIdempotent(req)}
+	l := retryLoop{b: b, base: t.base, req: req, orig: *req.URL, host: req.Host,
+		idempotent: isIdempotent(req), grpc: isGRPC(req)}
 	l.shieldBody()
 	if b.o.retry.Timeout > 0 {
 		l.deadline = b.now().Add(b.o.retry.Timeout)
@@ -150,6 +165,7 @@ type retryLoop struct {
 	orig       url.URL
 	host       string
 	idempotent bool
+	grpc       bool      // a gRPC call: its answers are judged by grpc-status too
 	deadline   time.Time // no attempt starts after it; zero: no bound
 
 	// body is the request body, kept for a replay when the request may be
@@ -310,16 +326,23 @@ func (l *retryLoop) failed(a *attempt, be *Backend, err error) (*http.Response, 
 		return l.giveUp(err)
 	}
 	l.lastErr = err
-	if !l.retryable(err) || l.attempts >= l.b.o.retry.Tries || l.pastDeadline() {
+	if !l.retryable(err) || l.attempts >= l.b.o.retry.Tries {
+		return l.giveUp(err)
+	}
+	if l.pastDeadline() {
+		if l.grpc {
+			// Out of time, not out of tries: DEADLINE_EXCEEDED.
+			err = fmt.Errorf("%w: %w", errRetryTimeout, err)
+		}
 		return l.giveUp(err)
 	}
 	l.b.logRetry(l.req, be, err)
 	return nil, errTryAgain
 }
 
-// answered takes a backend's response: it is the client's, unless its
-// status is one the policy retries and another attempt may be made; then
-// it is held in case that attempt does no better.
+// answered takes a backend's response: it is the client's, unless it is
+// one the policy retries (see retryableAnswer) and another attempt may be
+// made; then it is held in case that attempt does no better.
 func (l *retryLoop) answered(a *attempt, be *Backend, resp *http.Response) (*http.Response, error) {
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		if err := checkUpgrade(l.req, resp); err != nil {
@@ -329,21 +352,42 @@ func (l *retryLoop) answered(a *attempt, be *Backend, resp *http.Response) (*htt
 		}
 	}
 	a.status = resp.StatusCode
-	resp.Body = a.wrap(resp.Body, l.spare)
+	var fail error
+	if l.grpc {
+		fail = grpcFailure(resp.Header)
+	}
+	resp.Body = a.wrap(resp.Body, l.spare, fail)
 	l.spare = nil
 	if l.held != nil {
 		l.held.Body.Close()
 		l.held = nil
 	}
-	pol := &l.b.o.retry
-	if len(pol.Statuses) > 0 && slices.Contains(pol.Statuses, resp.StatusCode) &&
-		l.idempotent && l.body.replayable() && l.attempts < pol.Tries && !l.pastDeadline() {
+	if l.retryableAnswer(fail, resp.StatusCode) && l.attempts < l.b.o.retry.Tries && !l.pastDeadline() {
 		l.held = resp
-		l.lastErr = fmt.Errorf("status %d", resp.StatusCode)
+		l.lastErr = fail
+		if l.lastErr == nil {
+			l.lastErr = fmt.Errorf("status %d", resp.StatusCode)
+		}
 		l.b.logRetry(l.req, be, l.lastErr)
 		return nil, errTryAgain
 	}
 	return resp, nil
+}
+
+// retryableAnswer reports whether a response may be sent elsewhere. A gRPC
+// backend's Trailers-Only UNAVAILABLE (fail, see grpcFailure) leaves the
+// call uncommitted (gRFC A6, When Retries are Valid), and it is retried as
+// an attempt that failed after it was sent: only if the policy retries the
+// method (gRPC calls are POSTs, so only with NonIdempotent, as
+// PROTOCOL-HTTP2.md has calls "not assumed to be idempotent") and the body
+// read so far was kept. Otherwise a status listed in Statuses is retried
+// for idempotent requests with a kept body.
+func (l *retryLoop) retryableAnswer(fail error, status int) bool {
+	if fail != nil {
+		return l.retryable(fail)
+	}
+	pol := &l.b.o.retry
+	return len(pol.Statuses) > 0 && slices.Contains(pol.Statuses, status) && l.idempotent && l.body.replayable()
 }
 
 // giveUp ends the retry loop: with the response kept from a retryable

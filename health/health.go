@@ -65,8 +65,10 @@ type Scheduler interface {
 type Outcome struct {
 	// Time the attempt ended.
 	Time time.Time
-	// Err is the error of the attempt: a connection error, a timeout, or a
-	// response body cut short. Nil when a response came back whole.
+	// Err is the error of the attempt: a connection error, a timeout, a
+	// response body cut short, or a gRPC backend's Trailers-Only answer
+	// with grpc-status 14 UNAVAILABLE (which says what a refused
+	// connection says). Nil when any other response came back whole.
 	Err error
 	// Status is the response status, 0 if none arrived.
 	Status int

@@ -25,8 +25,9 @@ const defaultFailTimeout = 10 * time.Second
 // configured, and a negative MaxFails is how to turn passive checks off.
 //
 // An attempt fails when it ends with an error (a connection error, a
-// timeout, a response body cut short) or with a status listed in
-// FailStatuses. An attempt that the client canceled, or whose error is
+// timeout, a response body cut short, a gRPC backend's Trailers-Only
+// UNAVAILABLE: see [Outcome]) or with a status listed in FailStatuses.
+// An attempt that the client canceled, or whose error is
 // [context.Canceled], never fails, and neither does a 4xx status.
 //
 // Passive differs from nginx in these ways:
