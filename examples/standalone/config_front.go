@@ -76,7 +76,7 @@ func (c *config) validateFront() error {
 			return err
 		}
 		if c.H2C {
-			return badf("h2c", "true", "not with tls: over TLS, HTTP/2 is offered by ALPN (h2) already")
+			return badf("h2c", "true", "not with TLS, which offers HTTP/2 by ALPN (h2) already")
 		}
 	}
 	return c.HTTP2.validate("http2")
@@ -87,9 +87,9 @@ func (c *config) validateFront() error {
 func (t *tlsConfig) load() (tls.Certificate, error) {
 	switch {
 	case t.Cert == "":
-		return tls.Certificate{}, badf("tls.cert", "", "missing: tls.key needs its certificate")
+		return tls.Certificate{}, badf("tls.cert", "", "missing: a private key needs its certificate")
 	case t.Key == "":
-		return tls.Certificate{}, badf("tls.key", "", "missing: tls.cert needs its private key")
+		return tls.Certificate{}, badf("tls.key", "", "missing: a certificate needs its private key")
 	}
 	certPEM, err := os.ReadFile(t.Cert)
 	if err != nil {
