@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tinylb/lb"
 )
 
 // testCert is a self-signed certificate for 127.0.0.1, made for the
@@ -199,4 +201,31 @@ func TestFrontStatusPageStaysHTTP1(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 1, resp.ProtoMajor)
 	assert.Contains(t, string(body), `"backends"`)
+}
+
+// On a listener without h2c, the HTTP/2 preface of a client that assumed
+// h2c is answered 505 by the proxy itself: it never reaches the balancer,
+// whose failed attempts to forward it would take the backends out.
+func TestFrontH2PrefaceWithoutH2C(t *testing.T) {
+	a, b := protoBackend(t), protoBackend(t)
+	r := start(t, "-backend", a.URL, "-backend", b.URL)
+	for range 3 {
+		c, err := net.Dial("tcp", r.p.Addr().String())
+		require.NoError(t, err)
+		_, err = io.WriteString(c, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+		require.NoError(t, err)
+		require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		require.NoError(t, err)
+		resp.Body.Close()
+		c.Close()
+		assert.Equal(t, http.StatusHTTPVersionNotSupported, resp.StatusCode)
+	}
+	for _, s := range r.p.bal.Stats().Backends {
+		assert.Equal(t, lb.StateUp, s.State, "%s", s.URL)
+		assert.Zero(t, s.Requests, "requests at %s", s.URL)
+	}
+	resp, body := post(t, client(t, nil, http1), r.url, "after")
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "http after", body)
 }
