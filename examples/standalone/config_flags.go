@@ -59,8 +59,10 @@ It serves on -listen and spreads requests over the backends.
 
 The JSON config file of -config holds every setting (see lb.example.json);
 a flag given on the command line overrides the setting it stands for.
-SIGHUP re-reads the file and applies its backends and log level in place;
-SIGINT or SIGTERM stops gracefully.
+With -tls-cert and -tls-key it serves HTTPS, with HTTP/2 (h2) and
+HTTP/1.1 by ALPN; -h2c adds HTTP/2 in the clear to a plain listener.
+SIGHUP re-reads the file and applies its backends, log level and TLS
+certificate in place; SIGINT or SIGTERM stops gracefully.
 
 Settings have the names and the zero values of the library's fields:
 0 (or leaving a setting out) means the library's default, and -1 turns

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -121,4 +122,12 @@ func TestFrontSettingsNeedRestart(t *testing.T) {
 	next.HTTP2.MaxReceiveBufferPerStream = 1 << 16
 	assert.Equal(t, []string{"tls.cert", "tls.key", "h2c", "http2.max_concurrent_streams", "http2.max_receive_buffer_per_stream"},
 		changedSettings(old, next))
+}
+
+func TestFrontFlagsInUsage(t *testing.T) {
+	var b strings.Builder
+	usage(&b)
+	for _, want := range []string{"-tls-cert file", "-tls-key file", "-h2c", "HTTPS, with HTTP/2 (h2) and\nHTTP/1.1 by ALPN"} {
+		assert.Contains(t, b.String(), want)
+	}
 }
