@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -228,4 +229,21 @@ func TestFrontH2PrefaceWithoutH2C(t *testing.T) {
 	resp, body := post(t, client(t, nil, http1), r.url, "after")
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "http after", body)
+}
+
+// A TLS client that never sends its hello is closed after read_header,
+// as a client that never sends its headers is.
+func TestFrontTLSHandshakeBounded(t *testing.T) {
+	cert := newTestCert(t, t.TempDir())
+	path := writeConfig(t, fmt.Sprintf(`{"backends": [{"url": %q}], "tls": {"cert": %q, "key": %q}, "timeouts": {"read_header": "50ms"}}`,
+		protoBackend(t).URL, cert.cert, cert.key))
+	r := start(t, "-config", path)
+	c, err := net.Dial("tcp", r.p.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+	_, err = c.Read(make([]byte, 1))
+	require.Error(t, err)
+	var ne net.Error
+	assert.False(t, errors.As(err, &ne) && ne.Timeout(), "the proxy still holds the connection after 10s: %v", err)
 }
