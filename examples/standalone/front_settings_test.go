@@ -27,9 +27,10 @@ const (
 	frameHeaders      = 0x1
 	frameRSTStream    = 0x3
 	frameSettings     = 0x4
+	framePing         = 0x6
 	frameWindowUpdate = 0x8
 
-	flagAck        = 0x1 // SETTINGS
+	flagAck        = 0x1 // SETTINGS, PING
 	flagEndStream  = 0x1 // HEADERS
 	flagEndHeaders = 0x4 // HEADERS
 
@@ -111,16 +112,20 @@ func (h *h2Client) read() frame {
 // serverSettings reads what the server announces when the connection
 // opens: its SETTINGS, and the connection's flow-control window, which
 // starts at 65535 and grows by the WINDOW_UPDATE on stream 0 that may
-// follow. It acknowledges the SETTINGS, and returns once the server has
-// acknowledged the client's.
+// follow. It acknowledges the SETTINGS. To know that no WINDOW_UPDATE is
+// still to come, it sends a PING: the server queues the answer after the
+// frames it queued when the connection opened (unlike its SETTINGS ACK,
+// which may go before them).
 func (h *h2Client) serverSettings() (settings map[uint16]uint32, connWindow uint32) {
 	h.t.Helper()
+	h.write(framePing, 0, 0, make([]byte, 8))
 	connWindow = 65535
-	for acked := false; !acked || settings == nil; {
+	for pong := false; !pong || settings == nil; {
 		f := h.read()
 		switch {
+		case f.typ == framePing && f.flags&flagAck != 0:
+			pong = true
 		case f.typ == frameSettings && f.flags&flagAck != 0:
-			acked = true
 		case f.typ == frameSettings:
 			require.Zero(h.t, len(f.payload)%6, "SETTINGS payload of %d bytes", len(f.payload))
 			settings = make(map[uint16]uint32)
