@@ -31,9 +31,15 @@ type config struct {
 	RetryAfter       duration        `json:"retry_after"`     // 0: no Retry-After header
 	Timeouts         timeoutConfig   `json:"timeouts"`
 	MaxHeaderBytes   int             `json:"max_header_bytes"`
-	TrustedProxies   []string        `json:"trusted_proxies"` // CIDRs or addresses
-	Status           statusConfig    `json:"status"`
-	LogLevel         string          `json:"log_level"` // debug, info, warn or error
+	// TLS, H2C and HTTP2 are the listener's protocols: HTTPS with h2 and
+	// http/1.1 by ALPN, or h2c (HTTP/2 in the clear, with prior
+	// knowledge) beside HTTP/1.1, and the HTTP/2 server's limits.
+	TLS            tlsConfig    `json:"tls"`
+	H2C            bool         `json:"h2c"`
+	HTTP2          http2Config  `json:"http2"`
+	TrustedProxies []string     `json:"trusted_proxies"` // CIDRs or addresses
+	Status         statusConfig `json:"status"`
+	LogLevel       string       `json:"log_level"` // debug, info, warn or error
 
 	file string // the -config file, "" without one
 }
@@ -82,6 +88,7 @@ func defaultConfig() config {
 			UpstreamResponseHeader: duration(30 * time.Second),
 		},
 		MaxHeaderBytes: defaultMaxHeaderBytes,
+		HTTP2:          defaultHTTP2(),
 		LogLevel:       "info",
 	}
 }

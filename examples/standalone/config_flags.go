@@ -27,6 +27,9 @@ type flagValues struct {
 	retries            string // refused: -tries replaced it
 	slowStart          time.Duration
 	shutdownTimeout    time.Duration
+	tlsCert            string
+	tlsKey             string
+	h2c                bool
 }
 
 // flagPaths maps each flag to the setting it overrides, so that an invalid
@@ -43,6 +46,9 @@ var flagPaths = map[string]string{
 	"tries":                "retries.tries",
 	"slow-start":           "slow_start",
 	"shutdown-timeout":     "timeouts.shutdown",
+	"tls-cert":             "tls.cert",
+	"tls-key":              "tls.key",
+	"h2c":                  "h2c",
 }
 
 const usageHead = `Usage: %[1]s -backend URL[=WEIGHT] [-backend ...] [flags]
@@ -53,8 +59,10 @@ It serves on -listen and spreads requests over the backends.
 
 The JSON config file of -config holds every setting (see lb.example.json);
 a flag given on the command line overrides the setting it stands for.
-SIGHUP re-reads the file and applies its backends and log level in place;
-SIGINT or SIGTERM stops gracefully.
+With -tls-cert and -tls-key it serves HTTPS, with HTTP/2 (h2) and
+HTTP/1.1 by ALPN; -h2c adds HTTP/2 in the clear to a plain listener.
+SIGHUP re-reads the file and applies its backends, log level and TLS
+certificate in place; SIGINT or SIGTERM stops gracefully.
 
 Settings have the names and the zero values of the library's fields:
 0 (or leaving a setting out) means the library's default, and -1 turns
@@ -115,6 +123,13 @@ func newFlagSet(v *flagValues) *flag.FlagSet {
 		"`duration` over which a backend that comes up ramps to its full share; 0 turns slow start off")
 	fs.DurationVar(&v.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout,
 		"on SIGINT or SIGTERM, how long requests in flight get to finish")
+	fs.StringVar(&v.tlsCert, "tls-cert", "",
+		"PEM certificate `file` (with any intermediates after it): serve HTTPS, with h2 and http/1.1\n"+
+			"by ALPN (needs -tls-key); SIGHUP re-reads it")
+	fs.StringVar(&v.tlsKey, "tls-key", "", "PEM private key `file` of -tls-cert")
+	fs.BoolVar(&v.h2c, "h2c", false,
+		"also serve HTTP/2 in the clear (h2c, with prior knowledge) beside HTTP/1.1 on -listen;\n"+
+			"not with -tls-cert")
 	return fs
 }
 
@@ -181,6 +196,15 @@ func (c *config) applyFlags(v *flagValues, set map[string]bool) error {
 	}
 	if set["shutdown-timeout"] {
 		c.Timeouts.Shutdown = duration(v.shutdownTimeout)
+	}
+	if set["tls-cert"] {
+		c.TLS.Cert = v.tlsCert
+	}
+	if set["tls-key"] {
+		c.TLS.Key = v.tlsKey
+	}
+	if set["h2c"] {
+		c.H2C = v.h2c
 	}
 	return nil
 }

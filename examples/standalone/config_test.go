@@ -65,6 +65,10 @@ func TestConfigExampleFile(t *testing.T) {
 			UpstreamDial: s(5 * time.Second), UpstreamResponseHeader: s(30 * time.Second),
 		},
 		MaxHeaderBytes: 64 << 10,
+		HTTP2: http2Config{
+			MaxConcurrentStreams: 250, MaxReadFrameSize: 1 << 20,
+			MaxReceiveBufferPerConnection: 1 << 20, MaxReceiveBufferPerStream: 1 << 20,
+		},
 		TrustedProxies: []string{"10.0.0.0/8", "192.168.1.10"},
 		Status:         statusConfig{Listen: "127.0.0.1:8081", Actions: true, TokenEnv: "TINYLB_STATUS_TOKEN"},
 		LogLevel:       "info",

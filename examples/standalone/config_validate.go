@@ -48,6 +48,7 @@ func (c *config) validate() error {
 		c.validateBalancing,
 		func() error { return c.Timeouts.validate("timeouts") },
 		c.validateServer,
+		c.validateFront,
 		func() error { return c.Status.validate("status", c.Listen) },
 		c.validateLogLevel,
 	} {

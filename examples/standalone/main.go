@@ -6,6 +6,11 @@
 //	    -backend http://127.0.0.1:9001=5 -backend http://127.0.0.1:9002
 //	./tinylb -config examples/standalone/lb.example.json
 //
+// With -tls-cert and -tls-key it serves HTTPS, offering h2 and http/1.1
+// by ALPN; with -h2c, HTTP/2 in the clear (prior knowledge) beside
+// HTTP/1.1. The config file's http2 object sets the HTTP/2 server's
+// limits.
+//
 // Build it before sending it signals: go run does not pass SIGHUP on to
 // the program it runs. Run it with -h for every flag; lb.example.json
 // shows every setting of the config file. A bad flag or config file
@@ -18,8 +23,10 @@
 //     it). The new backend list is applied in place: backends that stay
 //     keep their health state, counters and health checker, and take their
 //     new weight and backup flag; new ones are added and the others removed
-//     (their requests in flight finish). The log level changes too. Other
-//     changed settings need a restart: they are logged at Warn and ignored.
+//     (their requests in flight finish). The log level changes too, and
+//     the TLS certificate and key are read again from the same files.
+//     Other changed settings need a restart: they are logged at Warn and
+//     ignored.
 //     A bad file is logged at Error and the old config keeps serving.
 //   - SIGINT or SIGTERM stops gracefully: the listeners close, requests in
 //     flight get the shutdown timeout to finish, then the balancer closes

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tinylb/lb"
@@ -32,6 +34,9 @@ type proxy struct {
 	srv       *http.Server
 	statusLn  net.Listener // nil without a status page
 	statusSrv *http.Server
+	// cert is the listener's certificate with TLS, nil without; a reload
+	// replaces it when the files have changed but not their paths.
+	cert atomic.Pointer[tls.Certificate]
 }
 
 // run serves the balancer cfg describes until ctx ends, then shuts down
@@ -54,6 +59,13 @@ func run(ctx context.Context, cfg config, env runEnv) error {
 // newProxy opens the listeners and builds the balancer and the servers.
 func newProxy(cfg config, env runEnv) (*proxy, error) {
 	p := &proxy{log: env.log, level: env.level, args: env.args, cfg: cfg}
+	if cfg.TLS.on() {
+		cert, err := cfg.TLS.load() // checked by load, unless the files just changed
+		if err != nil {
+			return nil, err
+		}
+		p.cert.Store(&cert)
+	}
 	var err error
 	if p.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, err
@@ -76,7 +88,7 @@ func newProxy(cfg config, env runEnv) (*proxy, error) {
 	errorLog := slog.NewLogLogger(p.log.Handler(), slog.LevelWarn)
 	t := cfg.Timeouts
 	p.srv = &http.Server{
-		Handler: p.bal,
+		Handler: refuseH2Preface(p.bal),
 		// Against slowloris: a client has ReadHeaderTimeout to send its
 		// request headers, at most MaxHeaderBytes of them, and an idle
 		// keep-alive connection is closed after IdleTimeout. ReadTimeout
@@ -90,10 +102,30 @@ func newProxy(cfg config, env runEnv) (*proxy, error) {
 		IdleTimeout:       t.Idle.D(),
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          errorLog,
+		// HTTP/1.1, and HTTP/2 over TLS or with h2c. Against rapid reset
+		// and stream floods, the HTTP/2 server runs at most
+		// MaxConcurrentStreams handlers per connection; against
+		// CONTINUATION floods it bounds a request's headers by
+		// MaxHeaderBytes (see the README).
+		Protocols: cfg.protocols(),
+		HTTP2:     cfg.http2(),
+	}
+	if cfg.TLS.on() {
+		p.srv.TLSConfig = &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+				return p.cert.Load(), nil
+			},
+		}
 	}
 	if p.statusLn != nil {
+		// The status page stays plain HTTP/1.1 whatever the listener
+		// speaks: keep it on a loopback or private address.
+		status := new(http.Protocols)
+		status.SetHTTP1(true)
 		p.statusSrv = &http.Server{
 			Handler:           p.statusHandler(),
+			Protocols:         status,
 			ReadHeaderTimeout: t.ReadHeader.D(),
 			ReadTimeout:       30 * time.Second, // nothing streams here
 			WriteTimeout:      30 * time.Second,
@@ -169,10 +201,16 @@ func (p *proxy) serve(ctx context.Context, reload <-chan os.Signal, ready func(*
 	return nil
 }
 
-// serveOn serves srv on ln until srv is shut down, which is no error.
-// An error of its own is prefixed with what (such as "status page: ").
+// serveOn serves srv on ln until srv is shut down, which is no error:
+// over TLS if srv has a TLS config, which holds the certificate. An error
+// of its own is prefixed with what (such as "status page: ").
 func serveOn(srv *http.Server, ln net.Listener, what string) error {
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+	serve := srv.Serve
+	if srv.TLSConfig != nil {
+		// ServeTLS, unlike Serve over a TLS listener, offers h2 by ALPN.
+		serve = func(ln net.Listener) error { return srv.ServeTLS(ln, "", "") }
+	}
+	if err := serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("%sserving on %s: %w", what, ln.Addr(), err)
 	}
 	return nil
@@ -201,7 +239,10 @@ func (p *proxy) logListening() {
 			backends[i] += " (backup)"
 		}
 	}
-	attrs := []any{"addr", p.Addr().String(), "strategy", cfg.Strategy, "backends", backends}
+	attrs := []any{"addr", p.Addr().String(), "protocols", cfg.protoNames(), "strategy", cfg.Strategy, "backends", backends}
+	if c := p.cert.Load(); c != nil && c.Leaf != nil {
+		attrs = append(attrs, "tls_cert_expires", c.Leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
 	if cfg.file != "" {
 		attrs = append(attrs, "config", cfg.file)
 	}

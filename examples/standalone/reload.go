@@ -1,16 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"reflect"
 	"slices"
+	"time"
 
 	"github.com/tinylb/lb"
 )
 
 // Reload re-reads the config file and the command line as SIGHUP does,
 // and applies what can change in place: the backend list (with weights and
-// backup flags, keeping the state of the backends that stay) and the log
-// level. A bad config is logged, returned and changes nothing.
+// backup flags, keeping the state of the backends that stay), the log
+// level, and the listener's certificate when its files are the same. A
+// bad config is logged, returned and changes nothing.
 func (p *proxy) Reload() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -20,7 +23,9 @@ func (p *proxy) Reload() error {
 		return err
 	}
 	if next.file == "" {
-		p.log.Warn("config reload: no -config file; nothing to reload")
+		if !p.reloadCert(next.TLS) {
+			p.log.Warn("config reload: no -config file and no new certificate; nothing to reload")
+		}
 		return nil
 	}
 	if changed := changedSettings(p.cfg, next); len(changed) > 0 {
@@ -35,6 +40,7 @@ func (p *proxy) Reload() error {
 		p.log.Error("config reload rejected; the running config stays", "error", err)
 		return err
 	}
+	p.reloadCert(next.TLS)
 	added, removed, changed := backendChanges(p.cfg.Backends, next.Backends)
 	p.cfg.Backends = next.Backends
 	if next.LogLevel != p.cfg.LogLevel {
@@ -44,6 +50,28 @@ func (p *proxy) Reload() error {
 	p.log.Info("config reloaded", "config", next.file, "backends", len(next.Backends),
 		"added", added, "removed", removed, "changed", changed, "log_level", p.cfg.LogLevel)
 	return nil
+}
+
+// reloadCert re-reads the listener's certificate and key if next names
+// the same files as the config in effect (other files need a restart):
+// a renewed certificate serves the connections that come after. It
+// reports whether the certificate changed.
+func (p *proxy) reloadCert(next tlsConfig) bool {
+	old := p.cert.Load()
+	if old == nil || next != p.cfg.TLS {
+		return false
+	}
+	cert, err := next.load() // load checked it a moment ago
+	if err != nil {
+		p.log.Error("config reload: the certificate stays", "error", err)
+		return false
+	}
+	if bytes.Equal(cert.Certificate[0], old.Certificate[0]) {
+		return false
+	}
+	p.cert.Store(&cert)
+	p.log.Info("config reload: new certificate", "tls_cert_expires", cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
+	return true
 }
 
 // backendChanges lists the backends added, removed, and changed (weight or
