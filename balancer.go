@@ -200,6 +200,10 @@ func New(pool *Pool, s Strategy, opts ...Option) *Balancer {
 
 // ServeHTTP proxies r to a backend chosen by the strategy.
 func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == "PRI" && r.ProtoMajor == 2 {
+		refusePreface(w)
+		return
+	}
 	s := b.snapshot()
 	if s.usable == 0 {
 		err := ErrNoHealthyBackend
@@ -259,6 +263,13 @@ func (b *Balancer) Close() error {
 	b.events.wait()
 	if b.ownTr != nil {
 		b.ownTr.CloseIdleConnections()
+	}
+	// A checker that keeps connections between checks (health.GRPCCheck)
+	// lets them go now rather than when they time out. Its transports
+	// are shared by checkers of the same schedule, so another balancer's
+	// next check may redial: a cost paid once.
+	if c, ok := b.o.checker.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
 	}
 	return nil
 }

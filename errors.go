@@ -129,3 +129,15 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// refusePreface answers the HTTP/2 connection preface ("PRI * HTTP/2.0"),
+// which net/http hands to the handler as an HTTP/1 request on a listener
+// that does not speak h2c: a client that assumed h2c. It cannot be
+// forwarded (it has no body and no URL), and trying would fail and count
+// against a backend, so that a few such prefaces from anyone could take
+// every backend out of rotation. 505 says what is wrong; nginx answers
+// the same bytes with 400.
+func refusePreface(w http.ResponseWriter) {
+	w.Header().Set("Connection", "close")
+	http.Error(w, "HTTP/2 without TLS (h2c) is not served here", http.StatusHTTPVersionNotSupported)
+}

@@ -82,10 +82,11 @@ func WithErrorHandler(h ErrorHandler) Option {
 }
 
 // WithHealthCheck turns on active health checking with c, one goroutine per
-// backend owned by the balancer. [health.HTTPCheck] and [health.TCPCheck]
-// are built in. A checker that implements [health.Scheduler] sets its own
-// interval and thresholds; otherwise the defaults of [health.Schedule]
-// apply.
+// backend owned by the balancer. [health.HTTPCheck], [health.TCPCheck] and
+// [health.GRPCCheck] (grpc.health.v1) are built in. A checker that
+// implements [health.Scheduler] sets its own interval and thresholds;
+// otherwise the defaults of [health.Schedule] apply. A checker with a
+// CloseIdleConnections method has it called by [Balancer.Close].
 func WithHealthCheck(c health.Checker) Option {
 	return optionFunc(func(o *options) { o.checker = c })
 }

@@ -205,8 +205,8 @@ func TestFrontStatusPageStaysHTTP1(t *testing.T) {
 }
 
 // On a listener without h2c, the HTTP/2 preface of a client that assumed
-// h2c is answered 505 by the proxy itself: it never reaches the balancer,
-// whose failed attempts to forward it would take the backends out.
+// h2c is answered 505 by the balancer without trying a backend, whose
+// failed attempts to forward it would have taken the backends out.
 func TestFrontH2PrefaceWithoutH2C(t *testing.T) {
 	a, b := protoBackend(t), protoBackend(t)
 	r := start(t, "-backend", a.URL, "-backend", b.URL)

@@ -88,7 +88,7 @@ func newProxy(cfg config, env runEnv) (*proxy, error) {
 	errorLog := slog.NewLogLogger(p.log.Handler(), slog.LevelWarn)
 	t := cfg.Timeouts
 	p.srv = &http.Server{
-		Handler: refuseH2Preface(p.bal),
+		Handler: p.bal,
 		// Against slowloris: a client has ReadHeaderTimeout to send its
 		// request headers, at most MaxHeaderBytes of them, and an idle
 		// keep-alive connection is closed after IdleTimeout. ReadTimeout
