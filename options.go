@@ -75,8 +75,11 @@ func WithRetry(p RetryPolicy) Option {
 }
 
 // WithErrorHandler sets the handler that answers requests the balancer
-// could not serve. The default answers 503 or 502/504 with the status text
-// as the body, never revealing a backend address.
+// could not serve, gRPC calls included. The default answers 503 or 502/504
+// with the status text as the body, never revealing a backend address; for
+// a gRPC call it answers as gRPC does (HTTP 200, a trailers-only
+// grpc-status 14 UNAVAILABLE or 4 DEADLINE_EXCEEDED), so that gRPC clients
+// read the error instead of an unexpected content type.
 func WithErrorHandler(h ErrorHandler) Option {
 	return optionFunc(func(o *options) { o.errorHandler = h })
 }
