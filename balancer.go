@@ -46,6 +46,7 @@ type Balancer struct {
 	proxy     httputil.ReverseProxy
 	transport attemptTransport
 	ownTr     interface{ CloseIdleConnections() } // the default transport, closed by Close
+	ownH2     *http.Transport                     // the HTTP/2 copy of the transport, if any, closed by Close
 
 	snap       atomic.Pointer[snapshot]
 	refreshing atomic.Bool // one request at a time rebuilds an expired snapshot
@@ -167,17 +168,15 @@ func New(pool *Pool, s Strategy, opts ...Option) *Balancer {
 		tr := NewTransport()
 		base, b.ownTr = tr, tr
 	}
-	b.transport = attemptTransport{b: b, base: base}
+	b.transport = attemptTransport{b: b, base: b.newBackendTransport(base)}
 	b.proxy = httputil.ReverseProxy{
-		Rewrite:       b.rewrite,
-		Transport:     &b.transport,
-		FlushInterval: b.o.flushInterval,
-		ErrorHandler:  b.serveError,
-		BufferPool:    sharedBufferPool,
-		ErrorLog:      slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),
-	}
-	if b.o.modifyResponse != nil {
-		b.proxy.ModifyResponse = b.modifyResponse
+		Rewrite:        b.rewrite,
+		Transport:      &b.transport,
+		FlushInterval:  b.o.flushInterval,
+		ErrorHandler:   b.serveError,
+		BufferPool:     sharedBufferPool,
+		ErrorLog:       slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),
+		ModifyResponse: b.proxyResponse,
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	if b.o.events != nil {
@@ -239,7 +238,8 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Close stops every goroutine the balancer started (health checkers, the
 // event dispatcher) and waits for them, and closes the idle connections of
-// the default transport. Requests in flight finish; new requests get 503.
+// the default transport and of the HTTP/2 copy [WithBackendProtocol]
+// makes. Requests in flight finish; new requests get 503.
 // Close is idempotent and always returns nil.
 func (b *Balancer) Close() error {
 	if !b.closed.CompareAndSwap(false, true) {
@@ -259,6 +259,9 @@ func (b *Balancer) Close() error {
 	b.events.wait()
 	if b.ownTr != nil {
 		b.ownTr.CloseIdleConnections()
+	}
+	if b.ownH2 != nil {
+		b.ownH2.CloseIdleConnections()
 	}
 	return nil
 }
@@ -281,6 +284,18 @@ func (b *Balancer) snapshot() *snapshot {
 		s = b.snap.Load()
 	}
 	return s
+}
+
+// proxyResponse is ReverseProxy's ModifyResponse hook: the user's hook,
+// if any, then room for trailers, as writeHeader does on the relay path.
+func (b *Balancer) proxyResponse(res *http.Response) error {
+	if b.o.modifyResponse != nil {
+		if err := b.modifyResponse(res); err != nil {
+			return err
+		}
+	}
+	roomForTrailers(res)
+	return nil
 }
 
 // modifyResponse runs the user's hook. If it panics, the response body is
