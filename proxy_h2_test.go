@@ -284,46 +284,58 @@ func TestStreamEndedByBackendFirstTLS(t *testing.T) {
 
 // earlyAnswer is a backend that answers a stream after its first message
 // (5 bytes) and returns, leaving the rest of the request unread: a gRPC
-// server that sends its status early.
+// server that sends its status early. On /pkg.Chat/Fail it fails the call
+// at once, status and all, without reading anything.
 var earlyAnswer = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/grpc")
+	w.Header().Set("Trailer", "Grpc-Status")
+	if r.URL.Path == "/pkg.Chat/Fail" {
+		w.WriteHeader(http.StatusOK)
+		w.Header().Set("Grpc-Status", "13")
+		return
+	}
 	msg := make([]byte, 5)
 	if _, err := io.ReadFull(r.Body, msg); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	w.Header().Set("Content-Type", "application/grpc")
-	w.Header().Set("Trailer", "Grpc-Status")
 	fmt.Fprintf(w, "pong %s %s", r.Proto, msg)
 	w.Header().Set("Grpc-Status", "0")
 })
 
-// checkStreamEnds serves bal on an h2c front and makes a call that keeps
-// its request open to each of its two backends bes: each must end with
-// its body, EOF and trailer, and leave its backend with nothing in flight,
-// no failure and up.
+// checkStreamEnds serves bal on an h2c front and makes calls that keep
+// their request open, two to each of its two backends bes: one answered
+// after a message, one failed at once. Each must end with its body, EOF
+// and trailer, and leave its backend with nothing in flight, no failure
+// and up.
 func checkStreamEnds(t *testing.T, bal *lb.Balancer, bes []*lb.Backend) {
 	t.Helper()
 	t.Cleanup(func() { require.NoError(t, bal.Close()) })
 	front := startH2C(t, false, bal)
 	client := &http.Client{Transport: &http.Transport{Protocols: h2cOnly(false)}}
 	t.Cleanup(client.CloseIdleConnections)
-	for i := range 2 { // round robin: one call to each backend
-		body, trailer := openStreamCall(t, client, front.URL, fmt.Sprintf("msg-%d", i))
+	for i := range 2 { // round robin: one call of each kind to each backend
+		body, trailer := openStreamCall(t, client, front.URL+"/pkg.Chat/Talk", fmt.Sprintf("msg-%d", i))
 		assert.Equal(t, fmt.Sprintf("pong HTTP/2.0 msg-%d", i), body)
 		assert.Equal(t, "0", trailer.Get("Grpc-Status"), "the trailer")
+	}
+	for i := range 2 {
+		body, trailer := openStreamCall(t, client, front.URL+"/pkg.Chat/Fail", fmt.Sprintf("msg-%d", i))
+		assert.Empty(t, body)
+		assert.Equal(t, "13", trailer.Get("Grpc-Status"), "the trailer of a failed call")
 	}
 	for _, be := range bes {
 		eventually(t, "no attempt in flight", func() bool { return be.Active() == 0 })
 	}
 	for _, st := range bal.Stats().Backends {
-		assert.Equal(t, int64(1), st.Requests, "%s: requests", st.URL)
+		assert.Equal(t, int64(2), st.Requests, "%s: requests", st.URL)
 		assert.Zero(t, st.Failures, "%s: failures", st.URL)
 		assert.Equal(t, lb.StateUp, st.State, "%s: state", st.URL)
 	}
 }
 
-// openStreamCall makes a call whose request body stays open while the
-// response is read: it sends msg (5 bytes) and keeps writing nothing. It
+// openStreamCall makes a call to url whose request body stays open while
+// the response is read: it sends msg (5 bytes) and then nothing. It
 // returns the response body and trailer; the body must end within
 // streamGuard.
 func openStreamCall(t *testing.T, client *http.Client, url, msg string) (string, http.Header) {
@@ -335,7 +347,7 @@ func openStreamCall(t *testing.T, client *http.Client, url, msg string) (string,
 	defer wg.Wait()
 	defer pw.Close() // the client half-closes only after the test looked
 	wg.Go(func() { _, _ = io.WriteString(pw, msg) })
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/pkg.Chat/Talk", pr)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, pr)
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "application/grpc")
 	req.Header.Set("Te", "trailers")
