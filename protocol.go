@@ -70,6 +70,13 @@ func (p BackendProtocol) String() string {
 // RoundTripper of another type cannot be copied: it then carries every
 // request, and chooses the protocol itself; New logs a warning.
 //
+// The transport's ResponseHeaderTimeout (30 s in NewTransport's) applies
+// to HTTP/2 requests too. It counts from the end of the request body, so
+// a bidi stream the client keeps open is never cut by it, but a
+// server-streaming call is, if its server sends no headers until its
+// first message (grpc-go sends them lazily) and that takes longer: raise
+// the timeout, or set it to 0, in a transport of your own for such calls.
+//
 // An invalid value makes New panic.
 func WithBackendProtocol(p BackendProtocol) Option {
 	return optionFunc(func(o *options) { o.backendProto = p })
