@@ -28,7 +28,7 @@ const (
 	// HTTP/1.1 and stays there.
 	BackendHTTP2ForGRPC
 	// BackendHTTP2 sends every request over HTTP/2 but protocol upgrades
-	// (WebSocket), which HTTP/2 cannot carry and which go over HTTP/1.1:
+	// (WebSocket), which HTTP/2 does not have and which go over HTTP/1.1:
 	// for backends declared to speak HTTP/2 (a gRPC server, or any h2c
 	// server). Upgrades need a backend that speaks HTTP/1.1 too.
 	BackendHTTP2
@@ -91,8 +91,10 @@ func (p BackendProtocol) validate() error {
 }
 
 // wantsHTTP2 reports whether a request with header h goes over HTTP/2
-// under p. An upgrade never does: Go's HTTP/2 transport has no extended
-// CONNECT (RFC 8441) to carry one, and refuses the Upgrade header.
+// under p. An upgrade never does: HTTP/2 has no Upgrade (RFC 9113 §8.6),
+// Go's HTTP/2 transport refuses the header, and carrying a WebSocket over
+// HTTP/2 takes an extended CONNECT (RFC 8441), into which the balancer
+// does not translate an HTTP/1.1 handshake.
 func (p BackendProtocol) wantsHTTP2(h http.Header) bool {
 	if hasToken(h["Connection"], "upgrade") {
 		return false
