@@ -17,7 +17,10 @@
 // a Rewrite hook, so hop-by-hop headers, trailers, streaming and protocol
 // upgrades behave as the standard library defines: requests that upgrade
 // the connection or need a periodic flush go through ReverseProxy, and
-// the others through a leaner copy of its steps.
+// the others through a leaner copy of its steps. Backends are spoken to
+// over HTTP/1.1 unless [WithBackendProtocol] sends gRPC calls, or every
+// request but upgrades, over HTTP/2 (h2c or h2), so that one balancer
+// serves gRPC and WebSocket from the same backends.
 package lb
 
 import (
