@@ -344,14 +344,13 @@ func checkStreamEnds(t *testing.T, bal *lb.Balancer, bes []*lb.Backend) {
 // of the caller's.
 func checkStreamCalls(t *testing.T, url string, client *http.Client, bal *lb.Balancer, bes []*lb.Backend) {
 	t.Helper()
-	front := struct{ URL string }{url}
 	for i := range 2 { // round robin: one call of each kind to each backend
-		body, trailer := openStreamCall(t, client, front.URL+"/pkg.Chat/Talk", fmt.Sprintf("msg-%d", i))
+		body, trailer := openStreamCall(t, client, url+"/pkg.Chat/Talk", fmt.Sprintf("msg-%d", i))
 		assert.Equal(t, fmt.Sprintf("pong HTTP/2.0 msg-%d", i), body)
 		assert.Equal(t, "0", trailer.Get("Grpc-Status"), "the trailer")
 	}
 	for i := range 2 {
-		body, trailer := openStreamCall(t, client, front.URL+"/pkg.Chat/Fail", fmt.Sprintf("msg-%d", i))
+		body, trailer := openStreamCall(t, client, url+"/pkg.Chat/Fail", fmt.Sprintf("msg-%d", i))
 		assert.Empty(t, body)
 		assert.Equal(t, "13", trailer.Get("Grpc-Status"), "the trailer of a failed call")
 	}
