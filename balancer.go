@@ -17,7 +17,10 @@
 // a Rewrite hook, so hop-by-hop headers, trailers, streaming and protocol
 // upgrades behave as the standard library defines: requests that upgrade
 // the connection or need a periodic flush go through ReverseProxy, and
-// the others through a leaner copy of its steps.
+// the others through a leaner copy of its steps. Backends are spoken to
+// over HTTP/1.1 unless [WithBackendProtocol] sends gRPC calls, or every
+// request but upgrades, over HTTP/2 (h2c or h2), so that one balancer
+// serves gRPC and WebSocket from the same backends.
 package lb
 
 import (
@@ -46,6 +49,7 @@ type Balancer struct {
 	proxy     httputil.ReverseProxy
 	transport attemptTransport
 	ownTr     interface{ CloseIdleConnections() } // the default transport, closed by Close
+	ownH2     *http.Transport                     // the HTTP/2 copy of the transport, if any, closed by Close
 
 	snap       atomic.Pointer[snapshot]
 	refreshing atomic.Bool // one request at a time rebuilds an expired snapshot
@@ -167,17 +171,15 @@ func New(pool *Pool, s Strategy, opts ...Option) *Balancer {
 		tr := NewTransport()
 		base, b.ownTr = tr, tr
 	}
-	b.transport = attemptTransport{b: b, base: base}
+	b.transport = attemptTransport{b: b, base: b.newBackendTransport(base)}
 	b.proxy = httputil.ReverseProxy{
-		Rewrite:       b.rewrite,
-		Transport:     &b.transport,
-		FlushInterval: b.o.flushInterval,
-		ErrorHandler:  b.serveError,
-		BufferPool:    sharedBufferPool,
-		ErrorLog:      slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),
-	}
-	if b.o.modifyResponse != nil {
-		b.proxy.ModifyResponse = b.modifyResponse
+		Rewrite:        b.rewrite,
+		Transport:      &b.transport,
+		FlushInterval:  b.o.flushInterval,
+		ErrorHandler:   b.serveError,
+		BufferPool:     sharedBufferPool,
+		ErrorLog:       slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),
+		ModifyResponse: b.proxyResponse,
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	if b.o.events != nil {
@@ -243,7 +245,8 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Close stops every goroutine the balancer started (health checkers, the
 // event dispatcher) and waits for them, and closes the idle connections of
-// the default transport. Requests in flight finish; new requests get 503.
+// the default transport and of the HTTP/2 copy [WithBackendProtocol]
+// makes. Requests in flight finish; new requests get 503.
 // Close is idempotent and always returns nil.
 func (b *Balancer) Close() error {
 	if !b.closed.CompareAndSwap(false, true) {
@@ -271,6 +274,9 @@ func (b *Balancer) Close() error {
 	if c, ok := b.o.checker.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
 	}
+	if b.ownH2 != nil {
+		b.ownH2.CloseIdleConnections()
+	}
 	return nil
 }
 
@@ -292,6 +298,18 @@ func (b *Balancer) snapshot() *snapshot {
 		s = b.snap.Load()
 	}
 	return s
+}
+
+// proxyResponse is ReverseProxy's ModifyResponse hook: the user's hook,
+// if any, then room for trailers, as writeHeader does on the relay path.
+func (b *Balancer) proxyResponse(res *http.Response) error {
+	if b.o.modifyResponse != nil {
+		if err := b.modifyResponse(res); err != nil {
+			return err
+		}
+	}
+	roomForTrailers(res)
+	return nil
 }
 
 // modifyResponse runs the user's hook. If it panics, the response body is

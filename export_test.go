@@ -9,3 +9,10 @@ import "time"
 func WithClock(now func() time.Time) Option {
 	return optionFunc(func(o *options) { o.now = now })
 }
+
+// ViaReverseProxy sends every request through httputil.ReverseProxy, never
+// relay, so that a test in package lb_test can run a behaviour over both
+// proxy paths. It is a test hook, not an option.
+func ViaReverseProxy() Option {
+	return optionFunc(func(o *options) { o.viaReverseProxy = true })
+}

@@ -63,25 +63,10 @@ func (c grpcCode) String() string {
 	return "code " + strconv.Itoa(int(c))
 }
 
-// isGRPC reports whether r is a gRPC call: a POST whose content-type is
-// application/grpc, alone, with a "+format" suffix (application/grpc+proto)
-// or with parameters (PROTOCOL-HTTP2.md, Content-Type). gRPC-Web
-// (application/grpc-web...) carries its status in the body and is not one.
-// A GET, the common request, costs one comparison.
+// isGRPC reports whether r is a gRPC call: a POST with gRPC's content
+// type ([isGRPCContent]). A GET, the common request, costs one comparison.
 func isGRPC(r *http.Request) bool {
-	if r.Method != http.MethodPost {
-		return false
-	}
-	v := r.Header["Content-Type"]
-	if len(v) == 0 {
-		return false
-	}
-	const base = "application/grpc"
-	ct := v[0]
-	if len(ct) < len(base) || !strings.EqualFold(ct[:len(base)], base) {
-		return false
-	}
-	return len(ct) == len(base) || ct[len(base)] == '+' || ct[len(base)] == ';'
+	return r.Method == http.MethodPost && isGRPCContent(r.Header)
 }
 
 // grpcStatusError is a gRPC backend's Trailers-Only UNAVAILABLE: the error

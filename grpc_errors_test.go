@@ -29,14 +29,6 @@ import (
 
 const grpcContentType = "application/grpc"
 
-// h2cOnly returns protocols of unencrypted HTTP/2 with prior knowledge
-// only, as gRPC speaks it without TLS.
-func h2cOnly() *http.Protocols {
-	p := new(http.Protocols)
-	p.SetUnencryptedHTTP2(true)
-	return p
-}
-
 // rpcFrame is msg as a gRPC Length-Prefixed-Message: a zero compressed
 // flag, the length in 4 big-endian bytes, the message.
 func rpcFrame(msg []byte) []byte {
@@ -69,7 +61,7 @@ func startRPCBackend(t *testing.T, h func(w http.ResponseWriter, r *http.Request
 		b.calls.Add(1)
 		h(w, r)
 	}))
-	srv.Config.Protocols = h2cOnly()
+	srv.Config.Protocols = h2cOnly(false)
 	srv.Start()
 	t.Cleanup(srv.Close)
 	b.url = srv.URL
@@ -113,7 +105,7 @@ func rpcTrailersOnly(code int, msg string) func(http.ResponseWriter, *http.Reque
 func rpcTransport(t *testing.T) *http.Transport {
 	t.Helper()
 	tr := lb.NewTransport()
-	tr.Protocols = h2cOnly()
+	tr.Protocols = h2cOnly(false)
 	t.Cleanup(tr.CloseIdleConnections)
 	return tr
 }
@@ -130,7 +122,7 @@ type rpcFront struct {
 // and the clients' idle connections.
 func serveRPC(t *testing.T, bal *lb.Balancer) *rpcFront {
 	t.Helper()
-	tr2 := &http.Transport{Protocols: h2cOnly()}
+	tr2 := &http.Transport{Protocols: h2cOnly(false)}
 	tr1 := &http.Transport{}
 	t.Cleanup(tr2.CloseIdleConnections)
 	t.Cleanup(tr1.CloseIdleConnections)

@@ -28,6 +28,7 @@ type ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
 
 type options struct {
 	transport      http.RoundTripper
+	backendProto   BackendProtocol
 	logger         *slog.Logger
 	retry          RetryPolicy
 	errorHandler   ErrorHandler
@@ -55,7 +56,8 @@ type options struct {
 // headers, no environment proxy, no gzip of its own (see [NewTransport]);
 // its idle connections are closed by [Balancer.Close]. A transport given
 // here is the caller's to close; start from NewTransport to change one
-// setting and keep the others.
+// setting and keep the others. [WithBackendProtocol] says what happens
+// to it when some requests go over HTTP/2.
 func WithTransport(rt http.RoundTripper) Option {
 	return optionFunc(func(o *options) { o.transport = rt })
 }
@@ -167,6 +169,9 @@ func WithEvents(f func(Event)) Option {
 // errors, not run-time input.
 func (o *options) validate() {
 	if err := o.retry.Validate(); err != nil {
+		panic(err.Error())
+	}
+	if err := o.backendProto.validate(); err != nil {
 		panic(err.Error())
 	}
 	if o.slowStart < 0 {

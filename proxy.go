@@ -128,6 +128,7 @@ func (b *Balancer) writeHeader(w http.ResponseWriter, res *http.Response) (int, 
 		}
 		shared = false // the hook may have kept res.Header
 	}
+	roomForTrailers(res)
 	dst := w.Header()
 	for k, vv := range res.Header {
 		k = textproto.CanonicalMIMEHeaderKey(k)
@@ -149,6 +150,46 @@ func (b *Balancer) writeHeader(w http.ResponseWriter, res *http.Response) (int, 
 	}
 	w.WriteHeader(res.StatusCode)
 	return announced, nil
+}
+
+// roomForTrailers drops the Content-Length of a response whose trailers
+// an HTTP/1.1 client is to get, so that the answer is chunked: HTTP/1.1
+// carries trailers only in the chunked coding (RFC 9112 §7.1.2), and
+// net/http's server does not chunk an answer that has a Content-Length,
+// so the trailers were dropped. Over HTTP/2 a response may have both
+// (RFC 9113 §8.1), and Go's HTTP/2 server sends a Content-Length with
+// the trailers of a handler that wrote its body without flushing: from an
+// HTTP/2 backend, neither announced nor unannounced trailers reached an
+// HTTP/1.1 client. Trailers are expected when the response announced
+// some, or, from an HTTP/2 backend, where they need no announcement (a
+// gRPC server's grpc-status), when the client said "TE: trailers". The
+// transfer coding is chosen hop by hop (RFC 9112 §6.1) and excludes a
+// Content-Length (§6.2); the length is lost, not the body. The request
+// the transport puts in res was sent to the backend with the client's
+// protocol version and TE (both paths clone the client's request); an
+// HTTP/2 client needs none of this, nor does an HTTP/1.0 one, which
+// cannot take chunks.
+func roomForTrailers(res *http.Response) {
+	// The common case, an HTTP/1.1 answer without trailers, costs no
+	// call: this much is inlined.
+	if len(res.Trailer) > 0 || res.ProtoMajor >= 2 {
+		chunkForTrailers(res)
+	}
+}
+
+// chunkForTrailers is roomForTrailers for a response that may have
+// trailers.
+func chunkForTrailers(res *http.Response) {
+	out := res.Request
+	if out == nil || out.ProtoMajor != 1 || out.ProtoMinor < 1 || out.Method == http.MethodHead ||
+		res.StatusCode < 200 || res.StatusCode == http.StatusNoContent || res.StatusCode == http.StatusNotModified {
+		return
+	}
+	if len(res.Trailer) == 0 && !hasToken(out.Header["Te"], "trailers") {
+		return
+	}
+	delete(res.Header, "Content-Length")
+	res.ContentLength = -1
 }
 
 // copyTrailers sends the client the trailers of a response whose body has

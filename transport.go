@@ -14,7 +14,9 @@ import (
 // time), a 5 s dial timeout, a 30 s wait for response headers, no gzip of
 // its own and no proxy from the environment, so that requests go to the
 // pool's addresses and nowhere else. Change a field and pass it with
-// [WithTransport]; the caller then closes its idle connections.
+// [WithTransport]; the caller then closes its idle connections. The
+// requests [WithBackendProtocol] sends over HTTP/2 go through a copy of
+// it that the balancer makes and closes.
 func NewTransport() *http.Transport {
 	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Transport{
@@ -30,6 +32,27 @@ func NewTransport() *http.Transport {
 		// ask for gzip itself and then spend CPU decompressing.
 		DisableCompression: true,
 	}
+}
+
+// http2Copy returns a copy of t that speaks HTTP/2 only, for
+// [WithBackendProtocol]: h2c with prior knowledge (RFC 9113 §3.3) to
+// http:// backends and h2 by TLS ALPN to https:// ones. An http.Transport
+// uses h2c only when its Protocols leave HTTP/1 out, so one transport
+// cannot choose per request; Clone keeps every other setting of t (the
+// dialer, the TLS config, the timeouts, its HTTP2 config), so that
+// NewTransport's settings, or the caller's, apply to both protocols.
+// TLSNextProto is left for net/http to fill: a map cloned from t would
+// hand TLS connections to t's own HTTP/2 pool and has no entry for h2c.
+// Caddy's "versions h2c" sets the same Protocols on its transport
+// (modules/caddyhttp/reverseproxy/httptransport.go), for every request.
+func http2Copy(t *http.Transport) *http.Transport {
+	h2 := t.Clone()
+	h2.TLSNextProto = nil
+	p := new(http.Protocols)
+	p.SetHTTP2(true)
+	p.SetUnencryptedHTTP2(true)
+	h2.Protocols = p
+	return h2
 }
 
 // bufferPool recycles the 32 KiB buffers ReverseProxy copies bodies with;

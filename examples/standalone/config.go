@@ -40,6 +40,9 @@ type config struct {
 	TrustedProxies []string     `json:"trusted_proxies"` // CIDRs or addresses
 	Status         statusConfig `json:"status"`
 	LogLevel       string       `json:"log_level"` // debug, info, warn or error
+	// BackendProtocol is lb.WithBackendProtocol: http1 (or ""),
+	// http2-grpc or http2.
+	BackendProtocol string `json:"backend_protocol"`
 
 	file string // the -config file, "" without one
 }

@@ -49,6 +49,15 @@ func (c *config) newStrategy() lb.Strategy {
 	return lb.RoundRobin()
 }
 
+// backendProtocols are the backend_protocol settings and the
+// lb.BackendProtocol each stands for.
+var backendProtocols = map[string]lb.BackendProtocol{
+	"":           lb.BackendHTTP1,
+	"http1":      lb.BackendHTTP1,
+	"http2-grpc": lb.BackendHTTP2ForGRPC,
+	"http2":      lb.BackendHTTP2,
+}
+
 // newTransport returns the transport to the backends: the library's
 // default with the configured dial and response-header timeouts.
 func (c *config) newTransport() *http.Transport {
@@ -66,6 +75,10 @@ func (c *config) options(log *slog.Logger, tr http.RoundTripper) []lb.Option {
 		lb.WithRetry(c.Retries.policy()),
 	}
 	opts = append(opts, c.bodyOptions()...)
+	if p := backendProtocols[c.BackendProtocol]; p != lb.BackendHTTP1 {
+		// The HTTP/2 requests go through a copy of tr, with its timeouts.
+		opts = append(opts, lb.WithBackendProtocol(p))
+	}
 	if c.Health.Active != nil {
 		opts = append(opts, lb.WithHealthCheck(c.Health.Active.check()))
 	}

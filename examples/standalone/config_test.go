@@ -43,6 +43,7 @@ func TestConfigExampleFile(t *testing.T) {
 			{URL: "http://10.0.0.2:8080", Weight: 1},
 			{URL: "http://10.0.0.9:8080", Weight: 1, Backup: true},
 		},
+		BackendProtocol: "http1",
 		Health: healthConfig{
 			Active: &activeConfig{
 				Path: "/healthz", Interval: s(5 * time.Second), Timeout: s(2 * time.Second),
@@ -226,6 +227,7 @@ func TestConfigFileErrors(t *testing.T) {
 		{"negative duration", `{` + be + `, "slow_start": "-1s"}`, `slow_start: "-1s": must not be negative`},
 		{"negative interval", `{` + be + `, "health": {"active": {"interval": "-1s"}}}`, `health.active.interval: "-1s": must not be negative (0 is the default, 5s)`},
 		{"budget as a string", `{` + be + `, "retries": {"budget": "0.2"}}`, `retries.budget: "0.2": want a number`},
+		{"backend protocol", `{` + be + `, "backend_protocol": "h2c"}`, `backend_protocol: "h2c": want http1, http2-grpc or http2`},
 
 		// backends
 		{"no backends", `{"listen": "127.0.0.1:8080"}`, "no backends"},

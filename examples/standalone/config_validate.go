@@ -42,6 +42,7 @@ func (c *config) validate() error {
 		c.validateListen,
 		c.validateStrategy,
 		c.validateBackends,
+		c.validateBackendProtocol,
 		c.validateHealth,
 		func() error { return c.Retries.validate("retries") },
 		c.validateBodies,
@@ -110,6 +111,14 @@ func (c *config) validateStrategy() error {
 		}
 	default:
 		return badf("strategy", quote(c.Strategy), "unknown strategy: want rr, swrr, leastconn or hash")
+	}
+	return nil
+}
+
+// validateBackendProtocol checks the protocol spoken to the backends.
+func (c *config) validateBackendProtocol() error {
+	if _, ok := backendProtocols[c.BackendProtocol]; !ok {
+		return badf("backend_protocol", quote(c.BackendProtocol), "want http1, http2-grpc or http2")
 	}
 	return nil
 }
