@@ -9,6 +9,8 @@
 #   STREAM=10 bench/grpc.sh            # server-streaming calls of 10 messages instead
 #   PROFILE=1 bench/grpc.sh            # no measurement: one tinylb run with -cpuprofile
 #   SUMMARY_ONLY=1 bench/grpc.sh       # only rebuild the summary from the tsv
+#   ALT_SRC=/tmp/lb-variant TARGETS="tinylb tinylb-alt caddy" bench/grpc.sh
+#                                      # A/B: tinylb-alt = grpcbench built from another checkout
 #
 # The programs are examples/grpc/cmd/grpcbench (a module of its own, with grpc-go):
 #   backends  grpcbench -backends 3 -addr-base $BPORT     (3 grpc-go Echo servers, one process)
@@ -60,13 +62,14 @@ CLK_TCK=$(getconf CLK_TCK)
 OUT=$OUTDIR/$TAG.tsv
 mkdir -p "$BIN" "$RUNDIR" "$OUTDIR/raw"
 
-# summarize TSV: median [min–max] per target and column, then tinylb ÷ caddy per rep.
+# summarize TSV: median [min–max] per target and column, then tinylb ÷ caddy (and tinylb-alt ÷
+# caddy, tinylb-alt ÷ tinylb) within each rep.
 summarize() {
 	awk -F'\t' '
 	function med(arr, k,   i, j, t, s) { for (i = 1; i <= k; i++) s[i] = arr[i]
 	  for (i = 2; i <= k; i++) { t = s[i]; for (j = i - 1; j >= 1 && s[j] > t; j--) s[j + 1] = s[j]; s[j + 1] = t }
 	  lo = s[1]; hi = s[k]; return (k % 2) ? s[(k + 1) / 2] : (s[k / 2] + s[k / 2 + 1]) / 2 }
-	function fmt(v) { return (v == int(v)) ? sprintf("%d", v) : sprintf("%.3g", v) }
+	function fmt(v) { return (v == int(v) || v >= 100 || v <= -100) ? sprintf("%.0f", v) : sprintf("%.3g", v) }
 	FNR == 1 { for (i = 1; i <= NF; i++) { ix[$i] = i; name[i] = $i }; ncol = NF; next }
 	{ t = $1; r = $2; if (!(t in seen)) { seen[t] = 1; order[++n] = t }; cnt[t]++
 	  for (i = 3; i <= ncol; i++) v[t, cnt[t], i] = $i
@@ -78,21 +81,26 @@ summarize() {
 	    for (i = 3; i <= ncol; i++) { delete a; for (k = 1; k <= cnt[t]; k++) a[k] = v[t, k, i]
 	      m = med(a, cnt[t]); printf " %s [%s–%s] |", fmt(m), fmt(lo), fmt(hi) }
 	    print "" }
-	  if (!(("tinylb" in seen) && ("caddy" in seen))) exit
 	  c = ix["cpu_us_per_rpc"]; b = ix["backend_cpu_us_per_rpc"]; p = ix["p99_us"]; q = ix["rps"]
-	  print ""; print "| tinylb ÷ caddy | n | median [min–max] | each rep |"; print "|---|---|---|---|"
 	  split("proxy CPU µs/RPC,backends CPU µs/RPC,rps,p99", lab, ",")
 	  split(c " " b " " q " " p, col, " ")
-	  for (L = 1; L <= 4; L++) { k = 0; list = ""; delete a
-	    for (r = 1; r <= maxr; r++) if (has["tinylb", r] && has["caddy", r] && byrep["caddy", r, col[L]] > 0) {
-	      a[++k] = byrep["tinylb", r, col[L]] / byrep["caddy", r, col[L]]
-	      list = list (k > 1 ? ", " : "") sprintf("%.2f", a[k]) }
-	    if (k) { m = med(a, k); printf "| %s | %d | %.2f [%.2f–%.2f] | %s |\n", lab[L], k, m, lo, hi, list } }
+	  np = split("tinylb/caddy tinylb-alt/caddy tinylb-alt/tinylb", pairs, " ")
+	  for (P = 1; P <= np; P++) { split(pairs[P], ab, "/"); x = ab[1]; y = ab[2]
+	    if (!((x in seen) && (y in seen))) continue
+	    print ""; print "| " x " ÷ " y " | n | median [min–max] | each rep |"; print "|---|---|---|---|"
+	    for (L = 1; L <= 4; L++) { k = 0; list = ""; delete a
+	      for (r = 1; r <= maxr; r++) if (has[x, r] && has[y, r] && byrep[y, r, col[L]] > 0) {
+	        a[++k] = byrep[x, r, col[L]] / byrep[y, r, col[L]]
+	        list = list (k > 1 ? ", " : "") sprintf("%.2f", a[k]) }
+	      if (k) { m = med(a, k); printf "| %s | %d | %.2f [%.2f–%.2f] | %s |\n", lab[L], k, m, lo, hi, list } } }
 	}' "$1"
 }
 if [ -n "${SUMMARY_ONLY:-}" ]; then summarize "$OUT" | tee "$OUTDIR/$TAG-summary.md"; exit 0; fi
 
 (cd "$ROOT/examples/grpc" && go build -o "$BIN/grpcbench" ./cmd/grpcbench) || { echo "build of grpcbench failed" >&2; exit 1; }
+if [ -n "${ALT_SRC:-}" ]; then
+	(cd "$ALT_SRC/examples/grpc" && go build -o "$BIN/grpcbench-alt" ./cmd/grpcbench) || { echo "build of $ALT_SRC failed" >&2; exit 1; }
+fi
 command -v caddy >/dev/null || { echo "no caddy in PATH" >&2; exit 1; }
 
 STARTED=()
@@ -183,10 +191,12 @@ start_target() {
 	TPID=; ADDR=127.0.0.1:$PORT; NCONNS=$CONNS
 	case $t in
 	direct) ADDR=127.0.0.1:${BP[0]},127.0.0.1:${BP[1]},127.0.0.1:${BP[2]}; NCONNS=$DIRECT_CONNS; return 0 ;;
-	tinylb)
+	tinylb | tinylb-alt)
+		local bin=$BIN/grpcbench
+		[ "$t" = tinylb-alt ] && bin=$BIN/grpcbench-alt
 		[ -n "${CPUPROFILE:-}" ] && prof=(-cpuprofile "$CPUPROFILE")
 		start_session "$RUNDIR/$t.log" PIN_TGT env GOMAXPROCS="$TARGET_PROCS" ${TINYLB_GOGC:+GOGC=$TINYLB_GOGC} \
-			"$BIN/grpcbench" -proxy "$ADDR" "${prof[@]}" \
+			"$bin" -proxy "$ADDR" "${prof[@]}" \
 			-to "http://127.0.0.1:${BP[0]},http://127.0.0.1:${BP[1]},http://127.0.0.1:${BP[2]}" ;;
 	caddy)
 		mkdir -p "$RUNDIR/caddy"; caddyfile >"$RUNDIR/caddy/Caddyfile"
