@@ -34,7 +34,9 @@
 # Columns: cpu_us_per_rpc = the proxy's utime+stime over the measured run (its whole session)
 # ÷ successful calls (0 for direct); backend_cpu_us_per_rpc = the same for the backends'
 # process; load_cpu_us_per_rpc = the client's; tgt_util = proxy CPU ÷ wall; core0/core1 =
-# busy fraction of each core; foreign = cores used by anything else (other tenants).
+# busy fraction of each core; foreign = cores used by anything else (other tenants);
+# reads_per_rpc/writes_per_rpc = read/write system calls of the proxy process per call
+# (/proc/PID/io syscr, syscw).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -162,6 +164,9 @@ wait_port() { # wait_port PORT PID : until PORT accepts a TCP connection (max 15
 	done
 	return 1
 }
+proc_io() { # proc_io PID : "read-syscalls write-syscalls" of the process (all its threads)
+	awk '/^syscr/ {r=$2} /^syscw/ {w=$2} END {print r+0, w+0}' "/proc/$1/io" 2>/dev/null || echo "0 0"
+}
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" "$2"; } # field NAME FILE: NAME=value of the client line
 
 caddyfile() { # the Caddy target's config
@@ -227,36 +232,37 @@ if [ -n "${PROFILE:-}" ]; then # one profiled tinylb run, no measurement
 	exit 0
 fi
 
-[ -s "$OUT" ] || printf 'target\trep\trpcs\trps\tp50_us\tp99_us\tcpu_us_per_rpc\tbackend_cpu_us_per_rpc\terrors\tp999_us\ttgt_util\tcore0\tcore1\tload_cpu_us_per_rpc\tforeign\n' >"$OUT"
+[ -s "$OUT" ] || printf 'target\trep\trpcs\trps\tp50_us\tp99_us\tcpu_us_per_rpc\tbackend_cpu_us_per_rpc\terrors\tp999_us\ttgt_util\tcore0\tcore1\tload_cpu_us_per_rpc\tforeign\treads_per_rpc\twrites_per_rpc\n' >"$OUT"
 echo "# $(date -u +%FT%TZ) $TAG WORKERS=$WORKERS CONNS=$CONNS SIZE=$SIZE STREAM=$STREAM DUR=$DUR REPS=$REPS targets: ${TARGETS[*]} -> $OUT" >&2
 
 run_one() { # run_one TARGET REP
-	local t=$1 rep=$2 raw=$OUTDIR/raw/$TAG-$1-$2.txt c0=0 c1=0 b0 b1 s0 s1 w0 w1 x0 x1
+	local t=$1 rep=$2 raw=$OUTDIR/raw/$TAG-$1-$2.txt c0=0 c1=0 b0 b1 s0 s1 w0 w1 x0 x1 io0="0 0" io1="0 0"
 	start_target "$t" || return 1
 	quiet_gate
 	load "$WARM" "$RUNDIR/warm.txt"
 	[ "$(field errors "$RUNDIR/warm.txt")" = 0 ] || { echo "warm-up of $t failed:" >&2; cat "$RUNDIR/warm.txt" >&2; }
-	b0=$(session_ticks "$BE_PID"); s0=$(cpu_snapshot); [ -n "$TPID" ] && c0=$(session_ticks "$TPID")
+	b0=$(session_ticks "$BE_PID"); s0=$(cpu_snapshot); [ -n "$TPID" ] && c0=$(session_ticks "$TPID") && io0=$(proc_io "$TPID")
 	times >"$RUNDIR/.times0"; w0=$(date +%s.%N)
 	load "$DUR" "$raw"
 	w1=$(date +%s.%N); times >"$RUNDIR/.times1"
-	[ -n "$TPID" ] && c1=$(session_ticks "$TPID"); s1=$(cpu_snapshot); b1=$(session_ticks "$BE_PID")
+	[ -n "$TPID" ] && c1=$(session_ticks "$TPID") && io1=$(proc_io "$TPID"); s1=$(cpu_snapshot); b1=$(session_ticks "$BE_PID")
 	x0=$(children_cpu "$RUNDIR/.times0"); x1=$(children_cpu "$RUNDIR/.times1")
 	[ -n "$TPID" ] && stop_session "$TPID"
 	STARTED=("$BE_PID")
 	awk -v t="$t" -v r="$rep" -v rpcs="$(field rpcs "$raw")" -v rps="$(field rps "$raw")" \
 		-v p50="$(field p50_us "$raw")" -v p99="$(field p99_us "$raw")" -v p999="$(field p999_us "$raw")" \
 		-v errs="$(field errors "$raw")" -v c0="$c0" -v c1="$c1" -v b0="$b0" -v b1="$b1" -v hz="$CLK_TCK" \
-		-v w0="$w0" -v w1="$w1" -v s0="$s0" -v s1="$s1" -v x0="$x0" -v x1="$x1" 'BEGIN {
-		split(s0, a, " "); split(s1, b, " ")
+		-v w0="$w0" -v w1="$w1" -v s0="$s0" -v s1="$s1" -v x0="$x0" -v x1="$x1" -v io0="$io0" -v io1="$io1" 'BEGIN {
+		split(s0, a, " "); split(s1, b, " "); split(io0, i0, " "); split(io1, i1, " ")
 		cpu = (c1 - c0) / hz; wall = w1 - w0; be = (b1 - b0) / hz; ld = x1 - x0; n = rpcs + 0
 		u0 = (b[2] - a[2]) ? (b[1] - a[1]) / (b[2] - a[2]) : 0
 		u1 = (b[4] - a[4]) ? (b[3] - a[3]) / (b[4] - a[4]) : 0
 		foreign = ((b[1] - a[1]) + (b[3] - a[3]) - (b[5] - a[5])) / hz - cpu - be - ld
 		if (foreign < 0) foreign = 0
-		printf "%s\t%d\t%d\t%.0f\t%d\t%d\t%.2f\t%.2f\t%d\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\n",
+		printf "%s\t%d\t%d\t%.0f\t%d\t%d\t%.2f\t%.2f\t%d\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\n",
 			t, r, n, rps, p50, p99, n ? cpu * 1e6 / n : 0, n ? be * 1e6 / n : 0, errs, p999,
-			cpu / wall, u0, u1, n ? ld * 1e6 / n : 0, foreign / wall
+			cpu / wall, u0, u1, n ? ld * 1e6 / n : 0, foreign / wall,
+			n ? (i1[1] - i0[1]) / n : 0, n ? (i1[2] - i0[2]) / n : 0
 	}' | tee -a "$OUT"
 }
 
