@@ -13,8 +13,10 @@ import (
 
 // backend is one grpc-go server on 127.0.0.1, serving plaintext: the Echo
 // service and grpc-go's standard health service. A grpc-go server on a
-// plain listener speaks HTTP/2 with prior knowledge (h2c), which is what
-// tinylb's transport and health.GRPCCheck send to http:// backends.
+// plain listener speaks HTTP/2 with prior knowledge (h2c) only, which is
+// what tinylb sends gRPC calls over under lb.BackendHTTP2ForGRPC, and what
+// health.GRPCCheck sends, to http:// backends. For a backend that speaks
+// HTTP/1.1 too, on the same port, see startDualBackend.
 type backend struct {
 	name   string
 	url    string // http://127.0.0.1:port
