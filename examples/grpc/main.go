@@ -94,7 +94,7 @@ func run(ctx context.Context, out io.Writer, listen string, once bool) (err erro
 	if once {
 		return nil
 	}
-	fmt.Fprintf(out, "\nServing %s.Hello, Find, Wait and Count through tinylb on %s (plaintext HTTP/2); interrupt to stop.\n", echoService, f.addr)
+	fmt.Fprintf(out, "\nServing %s.Hello, Find, Wait, Count and Chat through tinylb on %s (plaintext HTTP/2); interrupt to stop.\n", echoService, f.addr)
 	select {
 	case <-ctx.Done():
 		return nil

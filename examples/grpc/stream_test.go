@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/tinylb/lb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// callGuard is the hang guard of a streaming call: a deadline far beyond
+// what the call needs, so that a regression fails with DeadlineExceeded
+// instead of hanging the test. It is no timing assertion.
+const callGuard = 10 * time.Second
+
+// A bidi stream goes to one backend and carries messages both ways, in
+// turn: each message the client sends comes back echoed before the next
+// is sent, then the client half-closes and the stream ends with OK.
+func TestBidiStreaming(t *testing.T) {
+	f, _ := testFront(t)
+	client := testClient(t, f)
+	ctx, cancel := context.WithTimeout(context.Background(), callGuard)
+	defer cancel()
+	stream, err := client.Chat(ctx)
+	require.NoError(t, err)
+
+	var backend string
+	for _, msg := range []string{"one", "two", "three", "four", "five"} {
+		require.NoError(t, stream.SendMsg(wrapperspb.String(msg)))
+		out := new(wrapperspb.StringValue)
+		require.NoError(t, stream.RecvMsg(out), "the echo of %q", msg)
+		name, echoed, ok := strings.Cut(out.GetValue(), ": ")
+		require.True(t, ok, "an echo: %q", out.GetValue())
+		assert.Equal(t, msg, echoed)
+		if backend == "" {
+			backend = name
+		}
+		assert.Equal(t, backend, name, "every message goes to the stream's backend")
+	}
+	assert.Contains(t, []string{"a", "b", "c"}, backend)
+	require.NoError(t, stream.CloseSend())
+	err = stream.RecvMsg(new(wrapperspb.StringValue))
+	assert.ErrorIs(t, err, io.EOF, "the end of the stream, with OK: %v", err)
+	assertSettled(t, f.bal)
+}
+
+// A bidi call that the server ends (with OK or an error) after one
+// message, while the client still has its side open, ends for the client
+// as soon as the server returns: Recv gets the server's status, not the
+// guard's DeadlineExceeded. The balancer's attempt is settled (nothing in
+// flight) and counts as no failure: the backend stays up.
+func TestBidiServerEndsFirst(t *testing.T) {
+	f, bs := testFront(t)
+	client := testClient(t, f)
+	for _, tc := range []struct {
+		end  string
+		want codes.Code
+	}{
+		{"!OK", codes.OK},
+		{"!FAILED_PRECONDITION", codes.FailedPrecondition},
+	} {
+		t.Run(tc.end, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), callGuard)
+			defer cancel()
+			stream, err := client.Chat(ctx)
+			require.NoError(t, err)
+			require.NoError(t, stream.SendMsg(wrapperspb.String(tc.end)))
+			// No CloseSend: the client's side stays open.
+			err = stream.RecvMsg(new(wrapperspb.StringValue))
+			if tc.want == codes.OK {
+				assert.ErrorIs(t, err, io.EOF, "the end of the stream, with OK: %v", err)
+			} else {
+				st, ok := status.FromError(err)
+				require.True(t, ok, "a gRPC status: %v", err)
+				assert.Equal(t, tc.want, st.Code(), "%v", err)
+				assert.Regexp(t, `^chat ended by [abc]$`, st.Message())
+			}
+			assert.NoError(t, ctx.Err(), "the call ended before its guard")
+			assertSettled(t, f.bal)
+		})
+	}
+	for _, b := range bs {
+		st := statsOf(t, f.bal, b.url)
+		assert.Equal(t, lb.StateUp, st.State, "%s (%s)", b.name, st.Reason)
+		assert.Zero(t, st.Failures, "%s's failures", b.name)
+	}
+}
+
+// assertSettled waits until the balancer has no attempt in flight: a
+// stream's attempt is settled when the balancer is done with its
+// response, just after the client has the end of it.
+func assertSettled(t *testing.T, bal *lb.Balancer) {
+	t.Helper()
+	assert.Eventually(t, func() bool { return bal.Stats().Active == 0 }, callGuard, 10*time.Millisecond,
+		"attempts in flight: %d", bal.Stats().Active)
+}
+
+// statsOf returns the balancer's stats of the backend at url.
+func statsOf(t *testing.T, bal *lb.Balancer, url string) lb.BackendStats {
+	t.Helper()
+	for _, b := range bal.Stats().Backends {
+		if b.URL == url {
+			return b
+		}
+	}
+	require.FailNow(t, "no stats for "+url)
+	return lb.BackendStats{}
+}
