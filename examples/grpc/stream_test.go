@@ -113,3 +113,54 @@ func statsOf(t *testing.T, bal *lb.Balancer, url string) lb.BackendStats {
 	require.FailNow(t, "no stats for "+url)
 	return lb.BackendStats{}
 }
+
+// A backend that dies in the middle of a server-streaming call ends the
+// call with an error (the balancer aborts the client's stream, since the
+// rest of the answer is lost), not with OK and not with a hang. The
+// balancer counts the attempt as the backend's failure (passive health
+// takes it out) and the calls after it go to the other backends.
+func TestBackendKilledMidStream(t *testing.T) {
+	f, bs := testFront(t)
+	client := testClient(t, f)
+	ctx, cancel := context.WithTimeout(context.Background(), callGuard)
+	defer cancel()
+	stream, err := client.conn.NewStream(ctx, &countDesc, "/"+echoService+"/Count")
+	require.NoError(t, err)
+	require.NoError(t, stream.SendMsg(wrapperspb.String("3+"))) // 3 messages, then held open
+	require.NoError(t, stream.CloseSend())
+	var got []string
+	for range 3 {
+		out := new(wrapperspb.StringValue)
+		require.NoError(t, stream.RecvMsg(out))
+		got = append(got, out.GetValue())
+	}
+	name, _, _ := strings.Cut(got[0], " ")
+	var killed *backend
+	var others backends
+	for _, b := range bs {
+		if b.name == name {
+			killed = b
+		} else {
+			others = append(others, b)
+		}
+	}
+	require.NotNil(t, killed, "the backend of %q", got)
+	assert.Equal(t, []string{name + " 1", name + " 2", name + " 3"}, got)
+	require.NoError(t, killed.stop()) // closes its connections, the stream's among them
+
+	err = stream.RecvMsg(new(wrapperspb.StringValue))
+	require.Error(t, err, "a stream whose backend died")
+	assert.NotErrorIs(t, err, io.EOF, "the stream must not look complete")
+	t.Logf("the stream ended with: %v", err)
+	code := status.Code(err)
+	assert.Contains(t, []codes.Code{codes.Unavailable, codes.Internal}, code, "%v", err)
+	assert.NoError(t, ctx.Err(), "the call ended before its guard")
+
+	assertSettled(t, f.bal)
+	st := statsOf(t, f.bal, killed.url)
+	assert.GreaterOrEqual(t, st.Failures, int64(1), "%s's failures", killed.name)
+	assert.NotEqual(t, lb.StateUp, st.State, "%s after its failure", killed.name)
+	calls := callers(t, client, 6)
+	assert.NotContains(t, calls, killed.name, "calls after %s died", killed.name)
+	assert.Equal(t, 6, calls[others[0].name]+calls[others[1].name], "calls %v", calls)
+}
