@@ -157,9 +157,12 @@ func TestBackendKilledMidStream(t *testing.T) {
 	assert.NoError(t, ctx.Err(), "the call ended before its guard")
 
 	assertSettled(t, f.bal)
-	st := statsOf(t, f.bal, killed.url)
-	assert.GreaterOrEqual(t, st.Failures, int64(1), "%s's failures", killed.name)
-	assert.NotEqual(t, lb.StateUp, st.State, "%s after its failure", killed.name)
+	// The attempt leaves the in-flight count before its outcome is
+	// recorded: wait for that too.
+	require.Eventually(t, func() bool {
+		st := statsOf(t, f.bal, killed.url)
+		return st.Failures >= 1 && st.State != lb.StateUp
+	}, callGuard, 10*time.Millisecond, "%s counts a failure and is out of rotation", killed.name)
 	calls := callers(t, client, 6)
 	assert.NotContains(t, calls, killed.name, "calls after %s died", killed.name)
 	assert.Equal(t, 6, calls[others[0].name]+calls[others[1].name], "calls %v", calls)
