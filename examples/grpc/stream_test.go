@@ -20,12 +20,38 @@ import (
 // instead of hanging the test. It is no timing assertion.
 const callGuard = 10 * time.Second
 
+// backendKinds are the two ways the tests' backends serve gRPC: grpc-go's
+// own server (grpc.Server.Serve, HTTP/2 only) and dual backends, where a
+// net/http server speaks HTTP/1.1 and h2c and hands gRPC calls to
+// grpc.Server.ServeHTTP. Their HTTP/2 differs where the server ends a
+// stream the client is still sending on: grpc-go's own server resets it
+// (RST_STREAM NO_ERROR), which ends the wait of Go's HTTP/2 transport for
+// the request body by itself; net/http's server, though ServeHTTP has
+// returned, leaves the client's side open, and only the balancer's ending
+// of the backend exchange lets the call end (TestBidiServerEndsFirst).
+var backendKinds = []struct {
+	name  string
+	start func(*testing.T) (*front, backends)
+}{
+	{"grpc.Server", testFront},
+	{"ServeHTTP", testDualFront},
+}
+
 // A bidi stream goes to one backend and carries messages both ways, in
 // turn: each message the client sends comes back echoed before the next
 // is sent, then the client half-closes and the stream ends with OK.
 func TestBidiStreaming(t *testing.T) {
-	f, _ := testFront(t)
-	client := testClient(t, f)
+	for _, kind := range backendKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			f, _ := kind.start(t)
+			checkChat(t, f, testClient(t, f))
+		})
+	}
+}
+
+// checkChat makes a Chat call of five messages through f.
+func checkChat(t *testing.T, f *front, client echoClient) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), callGuard)
 	defer cancel()
 	stream, err := client.Chat(ctx)
@@ -55,42 +81,48 @@ func TestBidiStreaming(t *testing.T) {
 // message, while the client still has its side open, ends for the client
 // as soon as the server returns: Recv gets the server's status, not the
 // guard's DeadlineExceeded. The balancer's attempt is settled (nothing in
-// flight) and counts as no failure: the backend stays up.
+// flight) and counts as no failure: the backend stays up. With ServeHTTP
+// backends this needs the balancer to end the backend exchange itself
+// (golang/go#48908, see the README's "Streams the backend ends first"):
+// with that taken out of the library, those calls hung until the guard,
+// while those to grpc.Server backends still ended.
 func TestBidiServerEndsFirst(t *testing.T) {
-	f, bs := testFront(t)
-	client := testClient(t, f)
-	for _, tc := range []struct {
-		end  string
-		want codes.Code
-	}{
-		{"!OK", codes.OK},
-		{"!FAILED_PRECONDITION", codes.FailedPrecondition},
-	} {
-		t.Run(tc.end, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), callGuard)
-			defer cancel()
-			stream, err := client.Chat(ctx)
-			require.NoError(t, err)
-			require.NoError(t, stream.SendMsg(wrapperspb.String(tc.end)))
-			// No CloseSend: the client's side stays open.
-			err = stream.RecvMsg(new(wrapperspb.StringValue))
-			if tc.want == codes.OK {
-				assert.ErrorIs(t, err, io.EOF, "the end of the stream, with OK: %v", err)
-			} else {
-				st, ok := status.FromError(err)
-				require.True(t, ok, "a gRPC status: %v", err)
-				assert.Equal(t, tc.want, st.Code(), "%v", err)
-				assert.Regexp(t, `^chat ended by [abc]$`, st.Message())
+	for _, kind := range backendKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			f, bs := kind.start(t)
+			client := testClient(t, f)
+			checkChatEnds(t, f, client, "!OK", codes.OK)
+			checkChatEnds(t, f, client, "!FAILED_PRECONDITION", codes.FailedPrecondition)
+			for _, b := range bs {
+				st := statsOf(t, f.bal, b.url)
+				assert.Equal(t, lb.StateUp, st.State, "%s (%s)", b.name, st.Reason)
+				assert.Zero(t, st.Failures, "%s's failures", b.name)
 			}
-			assert.NoError(t, ctx.Err(), "the call ended before its guard")
-			assertSettled(t, f.bal)
 		})
 	}
-	for _, b := range bs {
-		st := statsOf(t, f.bal, b.url)
-		assert.Equal(t, lb.StateUp, st.State, "%s (%s)", b.name, st.Reason)
-		assert.Zero(t, st.Failures, "%s's failures", b.name)
+}
+
+// checkChatEnds makes a Chat call whose one message, end, makes the
+// server end it with want, and never half-closes it.
+func checkChatEnds(t *testing.T, f *front, client echoClient, end string, want codes.Code) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), callGuard)
+	defer cancel()
+	stream, err := client.Chat(ctx)
+	require.NoError(t, err)
+	require.NoError(t, stream.SendMsg(wrapperspb.String(end)))
+	// No CloseSend: the client's side stays open.
+	err = stream.RecvMsg(new(wrapperspb.StringValue))
+	if want == codes.OK {
+		assert.ErrorIs(t, err, io.EOF, "%s: the end of the stream, with OK: %v", end, err)
+	} else {
+		st, ok := status.FromError(err)
+		require.True(t, ok, "%s: a gRPC status: %v", end, err)
+		assert.Equal(t, want, st.Code(), "%s: %v", end, err)
+		assert.Regexp(t, `^chat ended by [abc]$`, st.Message())
 	}
+	assert.NoError(t, ctx.Err(), "%s: the call ended before its guard", end)
+	assertSettled(t, f.bal)
 }
 
 // assertSettled waits until the balancer has no attempt in flight: a
