@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"strings"
+	"sync"
 
 	"google.golang.org/grpc"
 	grpchealth "google.golang.org/grpc/health"
@@ -13,8 +15,10 @@ import (
 
 // backend is one grpc-go server on 127.0.0.1, serving plaintext: the Echo
 // service and grpc-go's standard health service. A grpc-go server on a
-// plain listener speaks HTTP/2 with prior knowledge (h2c), which is what
-// tinylb's transport and health.GRPCCheck send to http:// backends.
+// plain listener speaks HTTP/2 with prior knowledge (h2c) only, which is
+// what tinylb sends gRPC calls over under lb.BackendHTTP2ForGRPC, and what
+// health.GRPCCheck sends, to http:// backends. For a backend that speaks
+// HTTP/1.1 too, on the same port, see startDualBackend.
 type backend struct {
 	name   string
 	url    string // http://127.0.0.1:port
@@ -22,6 +26,14 @@ type backend struct {
 	health *grpchealth.Server // nil without the health service
 	srv    *grpc.Server
 	served chan error // Serve's result, once it returns
+
+	// Set by startDualBackend, for which srv serves only through its
+	// ServeHTTP: the HTTP server on the port, and its record.
+	http *http.Server
+	dual *dualState
+
+	stopOnce sync.Once
+	stopErr  error
 }
 
 // startBackend starts a backend named name. withHealth registers the health
@@ -32,6 +44,13 @@ func startBackend(name string, withHealth bool) (*backend, error) {
 	if err != nil {
 		return nil, err
 	}
+	b := newBackend(name, ln, withHealth)
+	go func() { b.served <- b.srv.Serve(ln) }()
+	return b, nil
+}
+
+// newBackend makes the backend to serve on ln, not yet serving.
+func newBackend(name string, ln net.Listener, withHealth bool) *backend {
 	b := &backend{
 		name:   name,
 		url:    "http://" + ln.Addr().String(),
@@ -45,8 +64,7 @@ func startBackend(name string, withHealth bool) (*backend, error) {
 		b.health.SetServingStatus(echoService, healthpb.HealthCheckResponse_SERVING)
 		healthpb.RegisterHealthServer(b.srv, b.health)
 	}
-	go func() { b.served <- b.srv.Serve(ln) }()
-	return b, nil
+	return b
 }
 
 // setServing sets the health of the server as a whole and of the Echo
@@ -61,8 +79,17 @@ func (b *backend) setServing(serving bool) {
 }
 
 // stop closes the backend's listener and connections, ends its calls, and
-// waits for Serve to return.
+// waits for Serve to return. Only the first call stops; later ones return
+// its result.
 func (b *backend) stop() error {
+	b.stopOnce.Do(func() { b.stopErr = b.doStop() })
+	return b.stopErr
+}
+
+func (b *backend) doStop() error {
+	if b.http != nil {
+		return b.stopDual()
+	}
 	b.srv.Stop()
 	if err := <-b.served; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 		return fmt.Errorf("backend %s: %w", b.name, err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -25,7 +26,8 @@ import (
 //	  rpc Hello(StringValue) returns (StringValue);         // "hello <in> from <backend>"
 //	  rpc Find(StringValue) returns (StringValue);          // key "name": the backend's name; else NOT_FOUND
 //	  rpc Wait(StringValue) returns (StringValue);          // until the call's deadline or cancellation
-//	  rpc Count(StringValue) returns (stream StringValue);  // "<backend> 1" ... "<backend> n"
+//	  rpc Count(StringValue) returns (stream StringValue);  // "<backend> 1" ... "<backend> n"; "n+": then holds on
+//	  rpc Chat(stream StringValue) returns (stream StringValue); // "<backend>: <in>" each; "!CODE" ends it
 //	}
 const echoService = "tinylb.example.Echo"
 
@@ -36,10 +38,14 @@ type echoHandler interface {
 	Find(ctx context.Context, in *wrapperspb.StringValue) (*wrapperspb.StringValue, error)
 	Wait(ctx context.Context, in *wrapperspb.StringValue) (*wrapperspb.StringValue, error)
 	Count(in *wrapperspb.StringValue, stream grpc.ServerStream) error
+	Chat(stream grpc.ServerStream) error
 }
 
 // countDesc describes Count, on the server and in the client's NewStream.
 var countDesc = grpc.StreamDesc{StreamName: "Count", Handler: countHandler, ServerStreams: true}
+
+// chatDesc describes Chat, a bidi stream.
+var chatDesc = grpc.StreamDesc{StreamName: "Chat", Handler: chatHandler, ServerStreams: true, ClientStreams: true}
 
 var echoDesc = grpc.ServiceDesc{
 	ServiceName: echoService,
@@ -49,7 +55,7 @@ var echoDesc = grpc.ServiceDesc{
 		unary("Find", echoHandler.Find),
 		unary("Wait", echoHandler.Wait),
 	},
-	Streams: []grpc.StreamDesc{countDesc},
+	Streams: []grpc.StreamDesc{countDesc, chatDesc},
 }
 
 // unary makes the MethodDesc of a unary method, as generated code does:
@@ -80,6 +86,10 @@ func countHandler(srv any, stream grpc.ServerStream) error {
 		return err
 	}
 	return srv.(echoHandler).Count(in, stream)
+}
+
+func chatHandler(srv any, stream grpc.ServerStream) error {
+	return srv.(echoHandler).Chat(stream)
 }
 
 // echo implements the Echo service for one backend.
@@ -138,9 +148,12 @@ func (e *echo) Wait(ctx context.Context, _ *wrapperspb.StringValue) (*wrapperspb
 // maxCount bounds what Count sends.
 const maxCount = 1000
 
-// Count streams n messages, n being its request.
+// Count streams n messages, n being its request. A request "n+" streams n
+// and then holds the stream open, sending nothing more, until the call
+// ends (a watch that has sent what it had).
 func (e *echo) Count(in *wrapperspb.StringValue, stream grpc.ServerStream) error {
-	n, err := strconv.Atoi(in.GetValue())
+	arg, hold := strings.CutSuffix(in.GetValue(), "+")
+	n, err := strconv.Atoi(arg)
 	if err != nil || n < 0 || n > maxCount {
 		return status.Errorf(codes.InvalidArgument, "count %q is not a number from 0 to %d", in.GetValue(), maxCount)
 	}
@@ -149,7 +162,38 @@ func (e *echo) Count(in *wrapperspb.StringValue, stream grpc.ServerStream) error
 			return err
 		}
 	}
+	if hold {
+		<-stream.Context().Done()
+		return status.FromContextError(stream.Context().Err()).Err()
+	}
 	return nil
+}
+
+// Chat answers each message "<backend>: <message>" until the client
+// half-closes, and then ends with OK. A message "!CODE", CODE being a
+// status code's name (OK, FAILED_PRECONDITION...), ends the call at once
+// with that status, whether or not the client has half-closed: the server
+// ends first.
+func (e *echo) Chat(stream grpc.ServerStream) error {
+	for {
+		in := new(wrapperspb.StringValue)
+		if err := stream.RecvMsg(in); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		if name, ok := strings.CutPrefix(in.GetValue(), "!"); ok {
+			var code codes.Code
+			if err := code.UnmarshalJSON([]byte(strconv.Quote(name))); err != nil {
+				return status.Errorf(codes.InvalidArgument, "no status code %q", name)
+			}
+			return status.Errorf(code, "chat ended by %s", e.name) // nil for OK
+		}
+		if err := stream.SendMsg(wrapperspb.String(e.name + ": " + in.GetValue())); err != nil {
+			return err
+		}
+	}
 }
 
 // echoClient calls the Echo service over conn.
@@ -205,4 +249,10 @@ func (c echoClient) Count(ctx context.Context, n int, opts ...grpc.CallOption) (
 		}
 		got = append(got, out.GetValue())
 	}
+}
+
+// Chat opens a Chat stream; the caller sends and receives
+// *wrapperspb.StringValue messages on it.
+func (c echoClient) Chat(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return c.conn.NewStream(ctx, &chatDesc, "/"+echoService+"/Chat", opts...)
 }

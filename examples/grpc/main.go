@@ -94,7 +94,7 @@ func run(ctx context.Context, out io.Writer, listen string, once bool) (err erro
 	if once {
 		return nil
 	}
-	fmt.Fprintf(out, "\nServing %s.Hello, Find, Wait and Count through tinylb on %s (plaintext HTTP/2); interrupt to stop.\n", echoService, f.addr)
+	fmt.Fprintf(out, "\nServing %s.Hello, Find, Wait, Count and Chat through tinylb on %s (plaintext HTTP/2); interrupt to stop.\n", echoService, f.addr)
 	select {
 	case <-ctx.Done():
 		return nil
@@ -162,8 +162,6 @@ func dial(addr string) (*grpc.ClientConn, error) {
 // HTTP server that takes gRPC clients' connections for it.
 type front struct {
 	bal    *lb.Balancer
-	tr     *http.Transport  // the balancer's, which we close
-	check  health.GRPCCheck // the balancer's, whose connections we close
 	srv    *http.Server
 	addr   string
 	served chan error // Serve's result, once it returns
@@ -172,19 +170,19 @@ type front struct {
 // startFront serves a balancer over bs on ln.
 //
 // gRPC needs HTTP/2 on both sides of the balancer. Towards the backends,
-// the transport is built by hand: lb.NewTransport's defaults with
-// Protocols set to unencrypted HTTP/2 only, which makes net/http speak h2c
-// with prior knowledge to http:// backends, as grpc-go servers expect
-// (with HTTP/1 in the set it would send HTTP/1.1, which they refuse).
+// lb.WithBackendProtocol(lb.BackendHTTP2ForGRPC) sends gRPC calls (by
+// their content type, application/grpc) over HTTP/2, which is h2c with
+// prior knowledge to http:// backends, as grpc-go servers expect, and
+// everything else over HTTP/1.1, WebSocket handshakes included. The
+// balancer's default transport carries both; its ResponseHeaderTimeout
+// (30s) counts until a server-streaming call's first message, since
+// grpc-go sends the headers with it, which is ample for this service's
+// calls (a service whose streams start slowly would pass a transport of
+// its own: lb.NewTransport() with the timeout raised, lb.WithTransport).
 // Towards the clients, the http.Server accepts unencrypted HTTP/2 (and
 // HTTP/1 for anything else); it streams responses and passes trailers,
 // which carry gRPC's status.
 func startFront(ln net.Listener, bs backends, check health.GRPCCheck) (*front, error) {
-	var h2c http.Protocols
-	h2c.SetUnencryptedHTTP2(true)
-	tr := lb.NewTransport()
-	tr.Protocols = &h2c
-
 	var list []*lb.Backend
 	for _, u := range bs.urls() {
 		b, err := lb.NewBackend(u)
@@ -199,15 +197,15 @@ func startFront(ln net.Listener, bs backends, check health.GRPCCheck) (*front, e
 		ln.Close()
 		return nil, err
 	}
-	bal := lb.New(pool, lb.RoundRobin(), lb.WithTransport(tr), lb.WithHealthCheck(check))
+	bal := lb.New(pool, lb.RoundRobin(),
+		lb.WithBackendProtocol(lb.BackendHTTP2ForGRPC),
+		lb.WithHealthCheck(check))
 
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
 	f := &front{
 		bal:    bal,
-		tr:     tr,
-		check:  check,
 		srv:    &http.Server{Handler: bal, Protocols: &protocols, ReadHeaderTimeout: 10 * time.Second},
 		addr:   ln.Addr().String(),
 		served: make(chan error, 1),
@@ -216,19 +214,15 @@ func startFront(ln net.Listener, bs backends, check health.GRPCCheck) (*front, e
 	return f, nil
 }
 
-// close stops the server (ending its connections), then the balancer and
-// its health checks, and closes the connections of both: the balancer's
-// Close stops its checks but leaves their connections, and those of a
-// transport passed with lb.WithTransport, to their owner.
+// close stops the server (ending its connections), then the balancer,
+// whose Close stops its health checks and closes the idle connections of
+// its own transports and of the check.
 func (f *front) close() error {
 	err := f.srv.Close()
 	if serr := <-f.served; !errors.Is(serr, http.ErrServerClosed) {
 		err = errors.Join(err, serr)
 	}
-	f.bal.Close()
-	f.check.CloseIdleConnections()
-	f.tr.CloseIdleConnections()
-	return err
+	return errors.Join(err, f.bal.Close())
 }
 
 // waitState waits until the balancer sees the backend at url in state
