@@ -20,7 +20,13 @@ import (
 // them all.
 func testFront(t *testing.T) (*front, backends) {
 	t.Helper()
-	bs, err := startBackends("a", "b", "c")
+	return testFrontOf(t, startBackends)
+}
+
+// testFrontOf is testFront with backends a, b and c made by start.
+func testFrontOf(t *testing.T, start func(names ...string) (backends, error)) (*front, backends) {
+	t.Helper()
+	bs, err := start("a", "b", "c")
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, bs.stop()) })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

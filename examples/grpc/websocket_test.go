@@ -23,15 +23,7 @@ import (
 // as testFront does.
 func testDualFront(t *testing.T) (*front, backends) {
 	t.Helper()
-	bs, err := startDualBackends("a", "b", "c")
-	require.NoError(t, err)
-	t.Cleanup(func() { assert.NoError(t, bs.stop()) })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	f, err := startFront(ln, bs, demoCheck)
-	require.NoError(t, err)
-	t.Cleanup(func() { assert.NoError(t, f.close()) })
-	return f, bs
+	return testFrontOf(t, startDualBackends)
 }
 
 // One balancer under BackendHTTP2ForGRPC serves gRPC and WebSocket from
