@@ -115,8 +115,9 @@ func WithPassiveHealth(obs health.Observer) Option {
 // running balancer) ramp its share of requests linearly from 1/16 of its
 // weight to all of it over d, so that it is not flooded while cold. A new
 // outage restarts the ramp. It applies to the weighted strategies and to
-// least connections, not to consistent hashing (as in nginx). Zero (the
-// default) turns it off.
+// least connections, not to consistent hashing (as in nginx); under
+// [BoundedHash] it lowers the backend's share of the bound, not its ring
+// points. Zero (the default) turns it off.
 func WithSlowStart(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.slowStart = d })
 }

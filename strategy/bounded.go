@@ -47,12 +47,15 @@ const maxBalanceFactor = 1_000_000
 // members before s in Set.All. A member is eligible while its requests in
 // flight are fewer than its slots; otherwise the walk goes on clockwise to
 // the next member not seen yet, and the request goes to the first one that
-// is eligible. No member is then taken past ⌈c·(T+1)·w(s)/W⌉ requests, so
-// with equal weights none carries more than ⌈c × the average⌉; a hot key
-// spills over to the members after its own on the ring, and comes back
-// as its load falls. Because the slots sum to at least T+1, some usable
-// member always has room; only when the request has tried every member
-// with room does it go to the first member on its walk regardless of load.
+// is eligible. No pick then takes a member past max(1, ⌈tot·w(s)/W⌉)
+// requests, so with equal weights none past ⌈c × the average⌉ (the average
+// counting the new request); a hot key spills over to the members after
+// its own on the ring, and comes back as its load falls. Because the slots
+// sum to at least T+1, some usable member always has room; only when the
+// request has tried every member with room (or concurrent picks took the
+// last of it) does it go to the first member on its walk regardless of
+// load. Requests finishing elsewhere can leave a member above the bound of
+// the smaller T; it takes no new request until it is back within it.
 //
 // While the load is low no member is full, and every key goes where
 // ConsistentHash sends it: one request at a time, BoundedHash and
@@ -65,8 +68,8 @@ const maxBalanceFactor = 1_000_000
 // is used to 4 decimal places. Smaller values balance more tightly and move
 // more keys: at 1 every member is held to its exact share, rounded up. A c
 // below 1 or NaN cannot be met and works as 1, and a c above 10^6 (+Inf
-// included) works as 10^6, in effect no bound; [BoundedHash.Validate]
-// reports both, and package lb's New refuses them.
+// included) works as 10^6, in effect no bound. [BoundedHash.Validate]
+// reports a c below 1, NaN and ±Inf, and package lb's New refuses them.
 //
 // The empty-key cases are ConsistentHash's: with a nil key func, a key of
 // "", or a Set of fewer than two members, requests go round robin over the
@@ -170,6 +173,9 @@ func (b *BoundedHash) Picker(set *Set) Picker {
 	}
 	next := make(map[Endpoint]*bhLoad, len(set.All))
 	var dropped []*bhLoad
+	// A member dropped idle is forgotten. Should a picker built before
+	// this one still pick it, its count and total go up together and T
+	// counts that request until it is done: a transient overestimate.
 	b.mu.Lock()
 	for i, e := range set.All {
 		l := next[e]
