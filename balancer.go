@@ -139,9 +139,15 @@ func ConsistentHash(key KeyFunc) Strategy { return strategy.NewConsistentHash(ke
 // c must be a finite number of at least 1. BoundedHash does not fail: a c
 // below 1 (or NaN) works as 1 and +Inf as no bound, but New refuses such a
 // strategy with a panic naming it, as it does options that cannot work.
-// Check a c from configuration first with the strategy's Validate method
-// (see [strategy.BoundedHash.Validate]); its error wraps
-// [strategy.ErrInvalidBalanceFactor].
+// The strategy is a [*strategy.BoundedHash]; check a c from configuration
+// first with its Validate method, whose error wraps
+// [strategy.ErrInvalidBalanceFactor]:
+//
+//	s := strategy.NewBoundedHash(lb.HeaderKey("X-User"), cfg.BalanceFactor)
+//	if err := s.Validate(); err != nil {
+//		return err
+//	}
+//	bal := lb.New(pool, s)
 func BoundedHash(key KeyFunc, c float64) Strategy { return strategy.NewBoundedHash(key, c) }
 
 // New returns a balancer over pool using s (round robin if nil). It starts
