@@ -183,8 +183,8 @@ func TestBoundedHashSpill(t *testing.T) {
 	}
 	assert.Equal(t, ".2 .1 .3 .2", strings.Join(got, " "))
 	assert.Equal(t, []int{1, 2, 1}, bhLoads(p))
-	for _, e := range all {
-		assert.Equal(t, map[string]int{".1": 1, ".2": 2, ".3": 1}[name(all, indexOf(all, e))], s.InFlight(e))
+	for i, want := range []int{1, 2, 1} {
+		assert.Equal(t, want, s.InFlight(all[i]), "InFlight(%s)", name(all, i))
 	}
 	for _, i := range picked {
 		p.(Observer).Done(i, Success)
@@ -204,16 +204,6 @@ func TestBoundedHashSpill(t *testing.T) {
 	require.Equal(t, []uint{7, 4, 4}, pickerSlots(p, set.Usable))
 	assert.Equal(t, ".1", name(all, p.Pick(r, nil)), "with .2 full")
 	assert.Equal(t, []int{6, 4, 0}, bhLoads(p))
-}
-
-// indexOf returns the position of e in all, or -1.
-func indexOf(all []Endpoint, e Endpoint) int {
-	for i, x := range all {
-		if x == e {
-			return i
-		}
-	}
-	return -1
 }
 
 // TestBoundedHashLowLoad is property 3: while loads allow (one request at
