@@ -128,3 +128,5 @@ func del(t testing.TB, c *clientv3.Client, key string) int64 {
 	require.NoError(t, err)
 	return resp.Header.Revision
 }
+
+func itoa(i int) string { return strconv.Itoa(i) }
