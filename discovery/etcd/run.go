@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/tinylb/lb/discovery"
@@ -111,26 +112,29 @@ func (r *run) read(ctx context.Context) error {
 }
 
 // watch follows the prefix from r.rev + 1 until the watch fails or ctx
-// ends, pushing the set after each batch of events. It also turns the
-// connection's state into pushes: an error when it goes down, the set
-// again when it is back.
+// ends, pushing the set after each batch of events, and the connection's
+// news as they come (see connChanged). The watch is opened on a goroutine
+// of its own because clientv3's Watch blocks until its gRPC stream is up,
+// which is never while etcd is unreachable, and an outage must still be
+// pushed then.
 func (r *run) watch(ctx context.Context) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel, which ends a Watch call still waiting
 	defer cancel()
-	events := r.src.client.Watch(wctx, r.src.prefix,
-		clientv3.WithPrefix(), clientv3.WithRev(r.rev+1), clientv3.WithCreatedNotify())
+	opened := make(chan clientv3.WatchChan, 1)
+	wg.Go(func() {
+		opened <- r.src.client.Watch(wctx, r.src.prefix,
+			clientv3.WithPrefix(), clientv3.WithRev(r.rev+1), clientv3.WithCreatedNotify())
+	})
+	var events clientv3.WatchChan // nil, so never ready, until opened
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case events = <-opened:
 		case up := <-r.conn:
-			switch {
-			case !up && !r.failed:
-				r.fail(fmt.Errorf("%w: watching prefix %q from revision %d", ErrDisconnected, r.src.prefix, r.rev+1))
-			case up && r.failed:
-				r.src.opts.logger.Info("etcd: connected again", slog.String("prefix", r.src.prefix), slog.Int64("revision", r.rev))
-				r.pushSet()
-			}
+			r.connChanged(up)
 		case resp, ok := <-events:
 			if !ok {
 				return errWatchClosed
@@ -153,6 +157,22 @@ func (r *run) watch(ctx context.Context) error {
 			r.rev = resp.Events[len(resp.Events)-1].Kv.ModRevision
 			r.pushSet()
 		}
+	}
+}
+
+// connChanged pushes ErrDisconnected when the connection goes down, and
+// the set again when it is back after an error, so that the watcher stops
+// reporting one. The set pushed then is the last one known; clientv3's
+// watcher resumes from the revision after it by itself, and what changed
+// meanwhile follows as events (or, if that history was compacted, as an
+// ErrCompacted that makes loop read the prefix again).
+func (r *run) connChanged(up bool) {
+	switch {
+	case !up && !r.failed:
+		r.fail(fmt.Errorf("%w: watching prefix %q from revision %d", ErrDisconnected, r.src.prefix, r.rev+1))
+	case up && r.failed:
+		r.src.opts.logger.Info("etcd: connected again", slog.String("prefix", r.src.prefix), slog.Int64("revision", r.rev))
+		r.pushSet()
 	}
 }
 
