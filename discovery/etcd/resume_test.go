@@ -62,12 +62,11 @@ func TestCompactedWhileDisconnected(t *testing.T) {
 
 	px.cut()
 	n = rec.waitErr(t, n, etcd.ErrDisconnected)
-	var last int64
 	for i := range 20 {
-		last = put(t, direct, "/svc/b", `{"url": "`+urlB+`", "weight": `+itoa(i+1)+`}`)
+		put(t, direct, "/svc/b", `{"url": "`+urlB+`", "weight": `+itoa(i+1)+`}`)
 	}
 	del(t, direct, "/svc/a")
-	last = put(t, direct, "/svc/c", urlC)
+	last := put(t, direct, "/svc/c", urlC)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err := direct.Compact(ctx, last)
