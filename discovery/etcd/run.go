@@ -25,7 +25,7 @@ type run struct {
 	entries map[string]entry // the good keys under the prefix
 	rev     int64            // the revision entries reflect
 	failed  bool             // an error was pushed after the last set
-	backoff time.Duration    // the next wait after a failure; 0: the minimum
+	backoff time.Duration    // the last wait after a failure; 0 after a read or events
 }
 
 // errWatchClosed is what a watch channel closed without a final response
@@ -107,6 +107,7 @@ func (r *run) read(ctx context.Context) error {
 		r.put(kv)
 	}
 	r.rev = resp.Header.Revision
+	r.backoff = 0
 	r.pushSet()
 	return nil
 }
@@ -155,6 +156,7 @@ func (r *run) watch(ctx context.Context) error {
 				r.apply(ev)
 			}
 			r.rev = resp.Events[len(resp.Events)-1].Kv.ModRevision
+			r.backoff = 0 // events flow: the watch works again
 			r.pushSet()
 		}
 	}
@@ -226,7 +228,6 @@ func (r *run) pushSet() {
 		set = append(set, e.target)
 	}
 	r.failed = false
-	r.backoff = 0
 	r.push(set, nil)
 }
 

@@ -80,8 +80,5 @@ func (s *Source) Run(ctx context.Context, push func(set []discovery.Target, err 
 	return r.loop(ctx)
 }
 
-// Prefix reports the prefix the source watches.
-func (s *Source) Prefix() string { return s.prefix }
-
 // String describes the source for logs.
 func (s *Source) String() string { return fmt.Sprintf("etcd prefix %q", s.prefix) }
