@@ -43,6 +43,9 @@ func (r *run) loop(ctx context.Context) error {
 		}
 		if read {
 			if err := r.read(ctx); err != nil {
+				if err := r.closed(ctx); err != nil {
+					return ignoreCanceled(ctx, err)
+				}
 				r.fail(fmt.Errorf("etcd: read prefix %q: %w", r.src.prefix, err))
 				if err := r.wait(ctx); err != nil {
 					return nil
