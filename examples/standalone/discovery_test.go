@@ -173,3 +173,15 @@ func TestDiscoveryConfigErrors(t *testing.T) {
 	assert.Equal(t, &discoveryConfig{Kind: "dns", Name: "api.test", Port: 80}, cfg.Discovery)
 	buildAndClose(t, cfg)
 }
+
+// The example file of discovery loads and builds.
+func TestDiscoveryExampleFile(t *testing.T) {
+	cfg, err := load([]string{"-config", "lb.srv.example.json"})
+	require.NoError(t, err)
+	assert.Equal(t, &discoveryConfig{
+		Kind: "srv", Name: "_http._tcp.api.internal", Scheme: "http",
+		Refresh: duration(30 * time.Second), MinTTL: duration(time.Second), Resolver: "10.0.0.2:53",
+	}, cfg.Discovery)
+	assert.Empty(t, cfg.Backends)
+	buildAndClose(t, cfg)
+}
