@@ -103,7 +103,7 @@ func (in *instance) route(t *testing.T, keys []string) []string {
 // backend chosen is the one that answers. 100,000 requests through the
 // balancers would take a minute under the race detector.
 func TestIndependentBalancersAgree(t *testing.T) {
-	const nInst, nKeys, nRouted, nSample = 10, 10000, 1000, 20
+	const nInst, nKeys = 10, 10000
 	servers := make([]*server, 6)
 	byHost := map[string]string{}
 	for i := range servers {
@@ -139,49 +139,7 @@ func TestIndependentBalancersAgree(t *testing.T) {
 		keys[i] = fmt.Sprintf("user-%d", i)
 	}
 
-	check := func(phase string) []string {
-		t.Helper()
-		maps := make([][]string, nInst)
-		for i, in := range fleet {
-			maps[i] = in.ring(keys)
-		}
-		for i := 1; i < nInst; i++ {
-			differ := 0
-			for k := range keys {
-				if maps[i][k] != maps[0][k] {
-					differ++
-				}
-			}
-			require.Zero(t, differ, "%s: balancer %d disagrees with balancer 0 on %d of %d keys", phase, i, differ, nKeys)
-		}
-		used := map[string]int{}
-		for _, h := range maps[0] {
-			used[h]++
-		}
-		require.Len(t, used, fleet[0].pool.Len(), "%s: every member takes keys: %v", phase, used)
-
-		var wg sync.WaitGroup
-		routed := make([][]string, nInst)
-		for i, in := range fleet {
-			wg.Go(func() { routed[i] = in.route(t, keys[:nRouted]) })
-		}
-		wg.Wait()
-		for i := range fleet {
-			require.Equal(t, maps[0][:nRouted], routed[i], "%s: balancer %d routes as the ring maps", phase, i)
-		}
-
-		for i, in := range fleet {
-			fr := httptest.NewServer(in.bal)
-			hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
-			for k := 0; k < nRouted; k += nRouted / nSample {
-				_, body := get(t, hc, fr.URL, "X-User", keys[k], realHeader, "1")
-				require.Equal(t, byHost[maps[0][k]], body, "%s: balancer %d, key %s", phase, i, keys[k])
-			}
-			hc.CloseIdleConnections()
-			fr.Close()
-		}
-		return maps[0]
-	}
+	check := func(phase string) []string { return checkAgreement(t, fleet, keys, byHost, phase) }
 	start := time.Now()
 	before := check("at start")
 	t.Logf("one check of %d keys on %d balancers: %v", nKeys, nInst, time.Since(start))
@@ -206,4 +164,56 @@ func TestIndependentBalancersAgree(t *testing.T) {
 			require.Equal(t, before[k], after[k], "key %s moved from %s to %s", keys[k], before[k], after[k])
 		}
 	}
+}
+
+// agreementSizes are the keys routed through each balancer and the
+// sample of them sent through real HTTP.
+const nRouted, nSample = 1000, 20
+
+// checkAgreement maps keys on each instance's ring and requires every
+// instance to agree with the first, and checks a part of them through the
+// balancers and a sample through real HTTP. It returns the mapping.
+func checkAgreement(t *testing.T, fleet []*instance, keys []string, byHost map[string]string, phase string) []string {
+	t.Helper()
+	nInst, nKeys := len(fleet), len(keys)
+	maps := make([][]string, nInst)
+	for i, in := range fleet {
+		maps[i] = in.ring(keys)
+	}
+	for i := 1; i < nInst; i++ {
+		differ := 0
+		for k := range keys {
+			if maps[i][k] != maps[0][k] {
+				differ++
+			}
+		}
+		require.Zero(t, differ, "%s: balancer %d disagrees with balancer 0 on %d of %d keys", phase, i, differ, nKeys)
+	}
+	used := map[string]int{}
+	for _, h := range maps[0] {
+		used[h]++
+	}
+	require.Len(t, used, fleet[0].pool.Len(), "%s: every member takes keys: %v", phase, used)
+
+	var wg sync.WaitGroup
+	routed := make([][]string, nInst)
+	for i, in := range fleet {
+		wg.Go(func() { routed[i] = in.route(t, keys[:nRouted]) })
+	}
+	wg.Wait()
+	for i := range fleet {
+		require.Equal(t, maps[0][:nRouted], routed[i], "%s: balancer %d routes as the ring maps", phase, i)
+	}
+
+	for i, in := range fleet {
+		fr := httptest.NewServer(in.bal)
+		hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
+		for k := 0; k < nRouted; k += nRouted / nSample {
+			_, body := get(t, hc, fr.URL, "X-User", keys[k], realHeader, "1")
+			require.Equal(t, byHost[maps[0][k]], body, "%s: balancer %d, key %s", phase, i, keys[k])
+		}
+		hc.CloseIdleConnections()
+		fr.Close()
+	}
+	return maps[0]
 }

@@ -130,6 +130,13 @@ func (w *Watcher) ignored(err error) {
 	w.emit(Event{Kind: EventIgnored, Err: err})
 }
 
+// drainJob is a drain the watcher runs: Drain blocks until the backend
+// is idle.
+type drainJob struct {
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the goroutine has returned
+}
+
 // syncDrains starts a drain for each member that became draining, ends
 // the drain of each that is ready again ([lb.Pool.SetMaintenance] off) and
 // forgets those that left the pool. Only the applier calls it.
@@ -138,13 +145,17 @@ func (w *Watcher) syncDrains(members []member) {
 	for _, m := range members {
 		k := m.backend.Key()
 		w.mu.Lock()
-		stop, ours := w.drains[k]
+		job, ours := w.drains[k]
 		w.mu.Unlock()
 		switch {
 		case m.draining && !ours:
 			w.startDrain(k)
 		case !m.draining && ours:
-			stop()
+			// Wait for the goroutine: Drain marks the backend draining
+			// before it waits, so a Drain still starting would undo the
+			// SetMaintenance below.
+			job.cancel()
+			<-job.done
 			if err := w.pool.SetMaintenance(k, false); err != nil && !errors.Is(err, lb.ErrUnknownBackend) {
 				w.log.Warn("discovery: ending a drain", "url", k, "error", err)
 			}
@@ -158,9 +169,9 @@ func (w *Watcher) syncDrains(members []member) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for k, stop := range w.drains {
+	for k, job := range w.drains {
 		if !draining[k] { // removed from the pool by the update
-			stop()
+			job.cancel()
 			delete(w.drains, k)
 		}
 	}
@@ -174,10 +185,12 @@ func (w *Watcher) syncDrains(members []member) {
 // target comes back ready or leaves.
 func (w *Watcher) startDrain(k string) {
 	ctx, cancel := context.WithCancel(w.ctx)
+	job := &drainJob{cancel: cancel, done: make(chan struct{})}
 	w.mu.Lock()
-	w.drains[k] = cancel
+	w.drains[k] = job
 	w.mu.Unlock()
 	w.wg.Go(func() {
+		defer close(job.done)
 		defer cancel()
 		err := w.pool.Drain(ctx, k)
 		switch {
@@ -193,8 +206,8 @@ func (w *Watcher) startDrain(k string) {
 func (w *Watcher) stopDrains() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, stop := range w.drains {
-		stop()
+	for _, job := range w.drains {
+		job.cancel()
 	}
 }
 

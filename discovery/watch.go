@@ -33,9 +33,9 @@ type Watcher struct {
 	pending []Target   // the latest set not yet applied
 	hasSet  bool       // pending holds a set
 	st      Stats
-	runErr  error                         // what Run returned
-	drains  map[string]context.CancelFunc // keys of the backends the watcher drains
-	applied bool                          // ready is closed
+	runErr  error                // what Run returned
+	drains  map[string]*drainJob // the backends the watcher drains, by key
+	applied bool                 // ready is closed
 }
 
 // Watch starts a watcher that keeps pool in step with src until ctx ends
@@ -53,7 +53,7 @@ func Watch(ctx context.Context, src Source, pool *lb.Pool, opts ...Option) *Watc
 		wake:   make(chan struct{}, 1),
 		ready:  make(chan struct{}),
 		done:   make(chan struct{}),
-		drains: make(map[string]context.CancelFunc),
+		drains: make(map[string]*drainJob),
 	}
 	for _, o := range opts {
 		if o != nil {
