@@ -250,3 +250,17 @@ func TestDNSSourceValidate(t *testing.T) {
 	assert.NoError(t, discovery.SRV("http", "tcp", "svc.test").Validate())
 	assert.NoError(t, discovery.SRV("", "", "_http._tcp.svc.test").Validate())
 }
+
+// Over TCP too (after a truncated UDP answer), the source reads the TTL:
+// with a refresh of 10 minutes and a TTL of 1 s, a change is seen.
+func TestDNSSourceReadsTTLOverTCP(t *testing.T) {
+	dns := dnstest.Start(t)
+	dns.SetAddrs("svc.test", 1, "192.0.2.1")
+	dns.Truncate("svc.test", true)
+	pool := &lb.Pool{}
+	var evs eventLog
+	dnsWatch(t, dns, "svc.test", 80, pool, &evs, discovery.WithRefresh(10*time.Minute), discovery.WithMinTTL(time.Second))
+	require.Equal(t, []string{"http://192.0.2.1"}, members(pool))
+	dns.SetAddrs("svc.test", 1, "192.0.2.2")
+	waitFor(t, "the change seen after the TTL", func() bool { _, ok := pool.Get("http://192.0.2.2"); return ok })
+}

@@ -6,15 +6,18 @@
 //
 // It speaks the subset of RFC 1035 a stub resolver needs: one question per
 // query, answers with their TTLs, no compression but the pointer from each
-// answer to the question's name, no TCP. Go's resolver sends an EDNS0 OPT
-// record (RFC 6891) advertising 1232 bytes; the server ignores it and
-// refuses to build a larger answer.
+// answer to the question's name, over UDP and TCP (RFC 1035 §4.2.2) on the
+// same port. [Server.Truncate] makes the UDP answers of a name truncated
+// (TC), so that the resolver asks again over TCP. Go's resolver sends an
+// EDNS0 OPT record (RFC 6891) advertising 1232 bytes; the server ignores
+// it and refuses to build a larger answer.
 package dnstest
 
 import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"strings"
@@ -63,36 +66,70 @@ type Server struct {
 	Addr string
 
 	conn *net.UDPConn
+	ln   net.Listener // TCP, on the port of conn
 	wg   sync.WaitGroup
 
 	mu      sync.Mutex // guards what follows
 	records map[key]rrset
 	forced  map[string]int // name → rcode answered for every question of it
+	trunc   map[string]bool
 	queries map[key]int
+	tcpConn map[net.Conn]bool // open TCP connections, closed by Close
+	closed  bool
 }
 
 // Start starts a server on 127.0.0.1; the test's cleanup stops it.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	conn, ln, err := listen()
 	if err != nil {
 		t.Fatalf("dnstest: %v", err)
 	}
 	s := &Server{
 		Addr:    conn.LocalAddr().String(),
 		conn:    conn,
+		ln:      ln,
 		records: make(map[key]rrset),
 		forced:  make(map[string]int),
+		trunc:   make(map[string]bool),
 		queries: make(map[key]int),
+		tcpConn: make(map[net.Conn]bool),
 	}
 	s.wg.Go(s.serve)
+	s.wg.Go(s.serveTCP)
 	t.Cleanup(s.Close)
 	return s
 }
 
+// listen opens a UDP socket and a TCP listener on one free port of
+// 127.0.0.1.
+func listen() (*net.UDPConn, net.Listener, error) {
+	var err error
+	for range 20 {
+		var conn *net.UDPConn
+		conn, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			return nil, nil, err
+		}
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", conn.LocalAddr().String()); err == nil {
+			return conn, ln, nil
+		}
+		conn.Close() // the port is taken for TCP: try another
+	}
+	return nil, nil, err
+}
+
 // Close stops the server and waits for it. It is idempotent.
 func (s *Server) Close() {
+	s.mu.Lock()
+	s.closed = true
+	for c := range s.tcpConn {
+		c.Close()
+	}
+	s.mu.Unlock()
 	s.conn.Close()
+	s.ln.Close()
 	s.wg.Wait()
 }
 
@@ -102,7 +139,7 @@ func (s *Server) Resolver() *net.Resolver {
 		PreferGo: true,
 		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, "udp", s.Addr)
+			return d.DialContext(ctx, network, s.Addr)
 		},
 	}
 }
@@ -175,6 +212,14 @@ func (s *Server) Heal(name string) {
 	delete(s.forced, canonical(name))
 }
 
+// Truncate makes the UDP answers to questions of name truncated (the TC
+// bit set, no record), on or off: the resolver asks again over TCP.
+func (s *Server) Truncate(name string, on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.trunc[canonical(name)] = on
+}
+
 // Queries returns how many questions of name and qtype the server got.
 func (s *Server) Queries(name string, qtype uint16) int {
 	s.mu.Lock()
@@ -192,14 +237,63 @@ func (s *Server) serve() {
 			}
 			continue
 		}
-		if resp := s.answer(buf[:n]); resp != nil {
+		if resp := s.answer(buf[:n], true); resp != nil {
 			s.conn.WriteToUDP(resp, from)
 		}
 	}
 }
 
-// answer returns the response to the query q, or nil to drop it.
-func (s *Server) answer(q []byte) []byte {
+func (s *Server) serveTCP() {
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return // closed
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.Close()
+			return
+		}
+		s.tcpConn[c] = true
+		s.mu.Unlock()
+		s.wg.Go(func() {
+			defer func() {
+				s.mu.Lock()
+				delete(s.tcpConn, c)
+				s.mu.Unlock()
+				c.Close()
+			}()
+			s.serveConn(c)
+		})
+	}
+}
+
+// serveConn answers the queries of one TCP connection, each message after
+// its two-byte length.
+func (s *Server) serveConn(c net.Conn) {
+	for {
+		var l [2]byte
+		if _, err := io.ReadFull(c, l[:]); err != nil {
+			return
+		}
+		q := make([]byte, binary.BigEndian.Uint16(l[:]))
+		if _, err := io.ReadFull(c, q); err != nil {
+			return
+		}
+		resp := s.answer(q, false)
+		if resp == nil {
+			return
+		}
+		if _, err := c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(resp))), resp...)); err != nil {
+			return
+		}
+	}
+}
+
+// answer returns the response to the query q, or nil to drop it; udp says
+// the query came over UDP.
+func (s *Server) answer(q []byte, udp bool) []byte {
 	if len(q) < 12 || q[2]&0x80 != 0 { // too short, or a response
 		return nil
 	}
@@ -241,6 +335,11 @@ func (s *Server) answer(q []byte) []byte {
 			return resp(RcodeSuccess, question, 0) // NODATA
 		}
 		return resp(RcodeNXDomain, question, 0)
+	}
+	if udp && s.trunc[k.name] {
+		m := resp(RcodeSuccess, question, 0)
+		m[2] |= 0x02 // TC
+		return m
 	}
 	m := resp(RcodeSuccess, question, len(set.data))
 	for _, rd := range set.data {

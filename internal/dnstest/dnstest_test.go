@@ -85,9 +85,20 @@ func TestFailures(t *testing.T) {
 // Malformed queries get FORMERR; responses are ignored.
 func TestMalformed(t *testing.T) {
 	s := Start(t)
-	assert.Nil(t, s.answer([]byte{1, 2, 0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0}), "a response is dropped")
-	m := s.answer([]byte{1, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 12, 0, 1, 0, 1})
+	assert.Nil(t, s.answer([]byte{1, 2, 0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0}, true), "a response is dropped")
+	m := s.answer([]byte{1, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 12, 0, 1, 0, 1}, false)
 	require.Len(t, m, 12)
 	assert.Equal(t, byte(rcodeFormErr), m[3]&0x0F)
 	assert.Equal(t, []byte{1, 2}, m[:2])
+}
+
+// A truncated UDP answer sends the resolver to TCP, which answers whole.
+func TestTruncateToTCP(t *testing.T) {
+	s := Start(t)
+	s.SetAddrs("svc.test", 30, "127.0.0.2")
+	s.Truncate("svc.test", true)
+	got, err := s.Resolver().LookupNetIP(ctx(t), "ip4", "svc.test.")
+	require.NoError(t, err)
+	assert.Equal(t, []netip.Addr{netip.MustParseAddr("127.0.0.2")}, got)
+	assert.Equal(t, 2, s.Queries("svc.test", TypeA), "once over UDP, once over TCP")
 }
