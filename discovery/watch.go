@@ -45,6 +45,10 @@ type Watcher struct {
 // does any other. The watcher never empties the pool on an error: a
 // source error, or a set with no usable target, keeps the last good set
 // (see [WithAllowEmpty]). Closing the watcher leaves the pool as it is.
+//
+// The watcher owns the pool's membership: a backend added by other means
+// is gone after the next set. Weights set by hand are replaced by the
+// source's at the next set too; maintenance set by hand is kept.
 func Watch(ctx context.Context, src Source, pool *lb.Pool, opts ...Option) *Watcher {
 	w := &Watcher{
 		src:    src,
