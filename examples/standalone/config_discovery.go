@@ -98,7 +98,8 @@ func (d *discoveryConfig) watchOptions() []discovery.Option {
 	return nil
 }
 
-// validateDiscovery checks the discovery object; p is its path.
+// validate checks the discovery object; p is its path. A kind added to
+// discoveryKinds brings its own checks here.
 func (d *discoveryConfig) validate(p string) error {
 	kinds := slices.Sorted(maps.Keys(discoveryKinds))
 	if _, ok := discoveryKinds[d.Kind]; !ok {
@@ -110,6 +111,11 @@ func (d *discoveryConfig) validate(p string) error {
 		}
 		return badf(p+".kind", quote(d.Kind), "unknown kind: want %s", orList(kinds))
 	}
+	return d.validateDNS(p)
+}
+
+// validateDNS checks a discovery object of kind dns or srv; p is its path.
+func (d *discoveryConfig) validateDNS(p string) error {
 	switch {
 	case strings.Trim(d.Name, ".") == "":
 		return badf(p+".name", quote(d.Name), "want a DNS name, such as api.internal")
