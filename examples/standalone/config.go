@@ -20,8 +20,11 @@ type config struct {
 	Strategy string          `json:"strategy"` // rr, swrr, leastconn or hash
 	HashKey  string          `json:"hash_key"` // with hash: header:NAME, cookie:NAME, query:NAME, ip or path
 	Backends []backendConfig `json:"backends"`
-	Health   healthConfig    `json:"health"`
-	Retries  retryConfig     `json:"retries"`
+	// Discovery, instead of Backends, has the pool follow a discovery
+	// source (see discoveryConfig).
+	Discovery *discoveryConfig `json:"discovery"`
+	Health    healthConfig     `json:"health"`
+	Retries   retryConfig      `json:"retries"`
 	// RequestBuffering and BodyMemory are lb.WithRequestBuffering and
 	// lb.WithBodyMemory.
 	RequestBuffering bufferingConfig `json:"request_buffering"`

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -109,8 +108,14 @@ func (c *config) newBackends() ([]*lb.Backend, error) {
 // validateBackends checks the backend list: at least one backend, each
 // URL valid and different from the others, each weight in range.
 func (c *config) validateBackends() error {
+	if c.Discovery != nil {
+		if len(c.Backends) > 0 {
+			return badf("backends", "", `"backends" and "discovery" exclude each other: the backends are listed or discovered, not both`)
+		}
+		return c.Discovery.validate("discovery")
+	}
 	if len(c.Backends) == 0 {
-		return errors.New("no backends: give at least one -backend URL[=WEIGHT], or a \"backends\" list in the -config file")
+		return errNoStaticBackends
 	}
 	seen := make(map[string]int, len(c.Backends))
 	for i, b := range c.Backends {

@@ -155,6 +155,7 @@ func (c *config) applyFlags(v *flagValues, set map[string]bool) error {
 	}
 	if set["backend"] {
 		c.Backends = nil
+		c.Discovery = nil // the flags replace the file's backends, however it gives them
 		for _, raw := range v.backends {
 			b, err := parseBackend(raw)
 			if err != nil {

@@ -25,6 +25,11 @@
 //     new weight and backup flag; new ones are added and the others removed
 //     (their requests in flight finish). The log level changes too, and
 //     the TLS certificate and key are read again from the same files.
+//     With a "discovery" object instead of a backend list (the backends
+//     come from DNS A/AAAA or SRV records, see lb.srv.example.json), a
+//     changed object replaces the watcher: the pool keeps its backends
+//     until the new source's first set, applied in place as a new list
+//     is; an unchanged one keeps watching.
 //     Other changed settings need a restart: they are logged at Warn and
 //     ignored.
 //     A bad file is logged at Error and the old config keeps serving.

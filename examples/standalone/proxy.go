@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tinylb/lb"
+	"github.com/tinylb/lb/discovery"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -29,6 +30,7 @@ type proxy struct {
 	cfg config     // the settings in effect
 
 	bal       *lb.Balancer
+	watcher   *discovery.Watcher // keeps the pool in step with cfg.Discovery; nil without; guarded by mu
 	transport *http.Transport
 	ln        net.Listener
 	srv       *http.Server
@@ -83,6 +85,16 @@ func newProxy(cfg config, env runEnv) (*proxy, error) {
 			p.statusLn.Close()
 		}
 		return nil, err
+	}
+
+	if cfg.Discovery != nil {
+		p.watch(cfg.Discovery)
+		ctx, cancel := context.WithTimeout(context.Background(), startWait)
+		err := p.watcher.WaitReady(ctx)
+		cancel()
+		if err != nil {
+			p.log.Warn("no backends from discovery yet: requests get 503 until the first set", "discovery", cfg.Discovery.String(), "error", err)
+		}
 	}
 
 	errorLog := slog.NewLogLogger(p.log.Handler(), slog.LevelWarn)
@@ -240,6 +252,9 @@ func (p *proxy) logListening() {
 		}
 	}
 	attrs := []any{"addr", p.Addr().String(), "protocols", cfg.protoNames(), "strategy", cfg.Strategy, "backends", backends}
+	if cfg.Discovery != nil {
+		attrs = append(attrs, "discovery", cfg.Discovery.String(), "discovered", p.bal.Pool().Len())
+	}
 	if c := p.cert.Load(); c != nil && c.Leaf != nil {
 		attrs = append(attrs, "tls_cert_expires", c.Leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
@@ -290,8 +305,28 @@ func (p *proxy) shutdown() {
 			p.log.Warn("upgraded connections still open at the shutdown deadline", "active", p.bal.Stats().Active)
 		}
 	}
+	p.mu.Lock()
+	p.stopWatching()
+	p.mu.Unlock()
 	p.bal.Close()
 	p.transport.CloseIdleConnections()
+}
+
+// watch starts a watcher that keeps the pool in step with d. Backends that
+// the source's first set keeps keep their state. p.mu must be held, or p
+// not yet serving.
+func (p *proxy) watch(d *discoveryConfig) {
+	opts := append(d.watchOptions(), discovery.WithLogger(p.log.With("discovery", d.String())))
+	p.watcher = discovery.Watch(context.Background(), d.source(), p.bal.Pool(), opts...)
+}
+
+// stopWatching stops the watcher, if any; the pool keeps its backends.
+// p.mu must be held.
+func (p *proxy) stopWatching() {
+	if p.watcher != nil {
+		p.watcher.Close()
+		p.watcher = nil
+	}
 }
 
 // waitIdle waits until the balancer has no request in flight, or ctx ends.

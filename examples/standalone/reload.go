@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/tinylb/lb"
@@ -11,9 +12,13 @@ import (
 
 // Reload re-reads the config file and the command line as SIGHUP does,
 // and applies what can change in place: the backend list (with weights and
-// backup flags, keeping the state of the backends that stay), the log
-// level, and the listener's certificate when its files are the same. A
-// bad config is logged, returned and changes nothing.
+// backup flags, keeping the state of the backends that stay) or the
+// discovery source, the log level, and the listener's certificate when its
+// files are the same. A changed discovery object replaces the watcher: the
+// pool keeps its backends until the new source's first set, which
+// [lb.Pool.Update] applies like a new list (the backends it keeps keep
+// their state); an unchanged one keeps its watcher. A bad config is
+// logged, returned and changes nothing.
 func (p *proxy) Reload() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -32,20 +37,34 @@ func (p *proxy) Reload() error {
 		p.log.Warn("config reload: needs restart to apply these changed settings; ignored until then", "settings", changed)
 	}
 
-	backends, err := next.newBackends()
-	if err == nil {
-		err = p.bal.Pool().Update(backends...)
-	}
-	if err != nil { // cannot happen to a config that passed validate
-		p.log.Error("config reload rejected; the running config stays", "error", err)
-		return err
+	if next.Discovery == nil {
+		backends, err := next.newBackends()
+		if err == nil {
+			err = p.bal.Pool().Update(backends...)
+		}
+		if err != nil { // cannot happen to a config that passed validate
+			p.log.Error("config reload rejected; the running config stays", "error", err)
+			return err
+		}
+		p.stopWatching()
+	} else if !reflect.DeepEqual(next.Discovery, p.cfg.Discovery) {
+		// A new source: the old watcher stops, the pool keeps its
+		// backends until the new source's first set, and those that set
+		// keeps keep their state.
+		p.stopWatching()
+		p.watch(next.Discovery)
 	}
 	p.reloadCert(next.TLS)
 	added, removed, changed := backendChanges(p.cfg.Backends, next.Backends)
 	p.cfg.Backends = next.Backends
+	p.cfg.Discovery = next.Discovery
 	if next.LogLevel != p.cfg.LogLevel {
 		p.level.Set(next.level())
 		p.cfg.LogLevel = next.LogLevel
+	}
+	if next.Discovery != nil {
+		p.log.Info("config reloaded", "config", next.file, "discovery", next.Discovery.String(), "log_level", p.cfg.LogLevel)
+		return nil
 	}
 	p.log.Info("config reloaded", "config", next.file, "backends", len(next.Backends),
 		"added", added, "removed", removed, "changed", changed, "log_level", p.cfg.LogLevel)
@@ -107,13 +126,13 @@ func backendChanges(old, new []backendConfig) (added, removed, changed []string)
 }
 
 // changedSettings returns the paths of the settings that differ between
-// old and new, except the backends and the log level, which a reload
-// applies: the settings that need a restart.
+// old and new, except the backends, the discovery source and the log
+// level, which a reload applies: the settings that need a restart.
 func changedSettings(old, new config) []string {
 	var out []string
 	diff("", reflect.ValueOf(old), reflect.ValueOf(new), &out)
 	return slices.DeleteFunc(out, func(p string) bool {
-		return p == "backends" || p == "log_level"
+		return p == "backends" || p == "log_level" || p == "discovery" || strings.HasPrefix(p, "discovery.")
 	})
 }
 
