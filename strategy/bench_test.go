@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // benchSizes are the member counts every strategy is measured at.
@@ -76,6 +77,35 @@ func BenchmarkLeastConn(b *testing.B) {
 	benchPick(b, func() Strategy { return NewLeastConn() })
 }
 
+func BenchmarkLeastRequest(b *testing.B) {
+	benchPick(b, func() Strategy { return newLR(b, LeastRequestConfig{}) })
+}
+
+// BenchmarkPeakEWMA includes reading the monotonic clock once per pick.
+// Done, without a latency, only ends the request: see
+// BenchmarkPeakEWMADoneAfter for the one that observes.
+func BenchmarkPeakEWMA(b *testing.B) {
+	benchPick(b, func() Strategy { return newPE(b, PeakEWMAConfig{}) })
+}
+
+// BenchmarkPeakEWMADoneAfter is a pick and the DoneAfter that observes its
+// latency, with the clock read twice, at 10 members of mixed weights.
+func BenchmarkPeakEWMADoneAfter(b *testing.B) {
+	all := make([]Endpoint, 10)
+	for i := range all {
+		all[i] = &testEP{key: fmt.Sprintf("http://10.0.0.%d:80", i+1), w: 1 + i%3}
+	}
+	p := newPE(b, PeakEWMAConfig{}).Picker(newSet(all, nil))
+	lo := p.(LatencyObserver)
+	b.ReportAllocs()
+	k := 0
+	for b.Loop() {
+		i := p.Pick(nil, nil)
+		lo.DoneAfter(i, Success, time.Duration(1+k%64)*time.Millisecond)
+		k++
+	}
+}
+
 // BenchmarkConsistentHash includes the key func, which reads a 16-byte key
 // from a request header, and hashing the key.
 func BenchmarkConsistentHash(b *testing.B) {
@@ -138,6 +168,8 @@ func BenchmarkRetry(b *testing.B) {
 		{"SmoothWeighted", NewSmoothWeighted()},
 		{"LeastConn", NewLeastConn()},
 		{"ConsistentHash", NewConsistentHash(headerKey)},
+		{"LeastRequest", newLR(b, LeastRequestConfig{})},
+		{"PeakEWMA", newPE(b, PeakEWMAConfig{})},
 	} {
 		b.Run(s.name, func(b *testing.B) {
 			p := s.s.Picker(set)

@@ -4,16 +4,18 @@ import (
 	"fmt"
 	"strconv"
 	"testing"
+	"time"
 )
 
-// FuzzStrategies drives the four strategies through random sequences of
+// FuzzStrategies drives the six strategies through random sequences of
 // membership, health and weight changes (each builds new pickers, while
 // requests picked earlier finish on the pickers that made them),
 // interleaved with picks, retries and completions. The invariants:
 //
 //   - Pick returns a position listed in Set.Usable, never a tried member,
 //     and -1 only when every usable member is tried;
-//   - least connections counts exactly the requests in flight per member;
+//   - least connections, least request and peak EWMA count exactly the
+//     requests in flight per member;
 //   - a consistent-hash picker that reuses a ring agrees with a fresh one;
 //   - smooth weighted round robin is exact over whole cycles while nothing
 //     changes (§1): both for a fresh SmoothWeighted per Set and for the
@@ -51,8 +53,9 @@ type fuzzer struct {
 	scale    int
 	maxFails int
 
-	strategies [4]Strategy // RoundRobin, SmoothWeighted, LeastConn, ConsistentHash
-	pickers    [4]Picker
+	strategies [6]Strategy // RoundRobin, SmoothWeighted, LeastConn, ConsistentHash, LeastRequest, PeakEWMA
+	pickers    [6]Picker
+	clock      clock // PeakEWMA's, a millisecond further at every op
 	set        *Set
 	pending    []pendingPick // picks not yet Done, oldest first
 
@@ -83,7 +86,15 @@ func newFuzzer(t *testing.T, cfg byte) *fuzzer {
 		fz.pool[i] = &testEP{name: string(rune('a' + i)), key: fmt.Sprintf("http://10.0.0.%d:80", i+1), w: fuzzWeights[i]}
 		fz.in[i], fz.up[i] = true, true
 	}
-	fz.strategies = [4]Strategy{NewRoundRobin(), NewSmoothWeighted(), NewLeastConn(), NewConsistentHash(headerKey)}
+	lr, err := NewLeastRequest(LeastRequestConfig{Rand: seeded(uint64(cfg))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pe, err := NewPeakEWMA(PeakEWMAConfig{Rand: seeded(uint64(cfg) + 1), Now: fz.clock.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fz.strategies = [6]Strategy{NewRoundRobin(), NewSmoothWeighted(), NewLeastConn(), NewConsistentHash(headerKey), lr, pe}
 	fz.rebuild()
 	return fz
 }
@@ -95,6 +106,7 @@ func newFuzzer(t *testing.T, cfg byte) *fuzzer {
 func (fz *fuzzer) do(b byte) {
 	m := int(b&7) % fuzzPool
 	arg := int(b>>3) & 3
+	fz.clock.advance(time.Millisecond)
 	switch b >> 5 {
 	case 0:
 		fz.in[m] = true
@@ -285,22 +297,28 @@ func (fz *fuzzer) done(r Result) {
 	if pp.s == 1 && r == Failure && fz.maxFails > 0 {
 		fz.cycle = nil // the failure lowers an effective weight
 	}
+	if lo, ok := pp.p.(LatencyObserver); ok && r != Ignored {
+		lo.DoneAfter(pp.i, r, time.Duration(pp.i+1)*3*time.Millisecond)
+		return
+	}
 	pp.p.Done(pp.i, r)
 }
 
-// checkConns checks that least connections counts exactly the pending picks
-// of each member.
+// checkConns checks that least connections, least request and peak EWMA
+// count exactly the pending picks of each member.
 func (fz *fuzzer) checkConns() {
-	want := make(map[Endpoint]int)
-	for _, pp := range fz.pending {
-		if pp.s == 2 {
-			want[pp.e]++
+	for s, counts := range map[int]func(Picker) []int{2: lcConns, 4: lrActive, 5: pePending} {
+		want := make(map[Endpoint]int)
+		for _, pp := range fz.pending {
+			if pp.s == s {
+				want[pp.e]++
+			}
 		}
-	}
-	got := lcConns(fz.pickers[2])
-	for i, e := range fz.set.All {
-		if got[i] != want[e] {
-			fz.t.Fatalf("least conn: %v in flight on %v; want %d", got[i], e, want[e])
+		got := counts(fz.pickers[s])
+		for i, e := range fz.set.All {
+			if got[i] != want[e] {
+				fz.t.Fatalf("strategy %d: %v in flight on %v; want %d", s, got[i], e, want[e])
+			}
 		}
 	}
 }
