@@ -181,6 +181,76 @@ func ExampleLeastConn() {
 	// report served by a
 }
 
+func ExampleLeastRequest() {
+	// Every backend is slow on /report: it answers only when told to.
+	busy, release := make(chan string, 1), make(chan struct{})
+	var urls []string
+	for _, name := range []string{"a", "b", "c"} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/report" {
+				busy <- name
+				<-release
+			}
+			io.WriteString(w, name)
+		}))
+		defer srv.Close()
+		urls = append(urls, srv.URL)
+	}
+
+	bal := lb.New(poolOver(urls), lb.LeastRequest())
+	defer bal.Close()
+	front := httptest.NewServer(bal)
+	defer front.Close()
+
+	done := make(chan string)
+	go func() { done <- getN(front.URL+"/report", 1, nil) }()
+	reporter := <-busy
+	// While one backend works on the report, a request goes to it only
+	// when both of its draws are that backend: one in nine.
+	served := map[string]int{}
+	for _, s := range strings.Fields(getN(front.URL, 180, nil)) {
+		served[s]++
+	}
+	fewest := true
+	for name, n := range served {
+		fewest = fewest && (name == reporter || served[reporter] < n)
+	}
+	fmt.Println("the busy backend served the fewest:", fewest)
+	close(release)
+	fmt.Println("the report came from the busy backend:", <-done == reporter)
+	// Output:
+	// the busy backend served the fewest: true
+	// the report came from the busy backend: true
+}
+
+func ExamplePeakEWMA() {
+	// Backend a takes 20 ms to answer, b and c answer at once.
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(20 * time.Millisecond)
+		io.WriteString(w, "a")
+	}))
+	defer slow.Close()
+	urls, stop := startBackends("b", "c")
+	defer stop()
+
+	bal := lb.New(poolOver([]string{slow.URL, urls[0], urls[1]}), lb.PeakEWMA())
+	defer bal.Close()
+	front := httptest.NewServer(bal)
+	defer front.Close()
+
+	// Once a has answered, its latency average is far above the others':
+	// it gets a request only when both draws are a.
+	served := map[string]int{}
+	for _, s := range strings.Fields(getN(front.URL, 180, nil)) {
+		served[s]++
+	}
+	fmt.Println("a served the fewest:", served["a"] < served["b"] && served["a"] < served["c"])
+	fmt.Println("a served under a quarter:", served["a"] < 180/4)
+	// Output:
+	// a served the fewest: true
+	// a served under a quarter: true
+}
+
 func ExampleConsistentHash() {
 	urls, stop := startBackends("a", "b", "c", "d")
 	defer stop()
