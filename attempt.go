@@ -44,6 +44,7 @@ type attempt struct {
 	s       *snapshot
 	i       int
 	gated   bool
+	noDone  bool // a sticky request the picker was not told of: no Done (see package pinned)
 	ctx     context.Context
 	start   time.Time
 	latency time.Duration // to response headers, or to the error
@@ -76,7 +77,7 @@ func (a *attempt) finish(status int, err error, canceled bool) {
 	if res == strategy.Failure {
 		be.stats.failures.Add(1)
 	}
-	if s.observer != nil {
+	if s.observer != nil && !a.noDone {
 		s.observer.Done(i, res)
 	}
 	if b.events != nil {
