@@ -82,35 +82,87 @@ func nextCookie(s, name string) (value, rest string, ok bool) {
 
 // stripCookie removes every cookie named name from the Cookie header
 // lines of h, dropping lines left empty, and keeps the others in order.
+// h is the header of the request to forward, a clone the balancer owns,
+// so its slice is reused. A line loses its cookie without allocating
+// when what is kept is one run of it (the cookie came first or last).
 func stripCookie(h http.Header, name string) {
 	vals := h["Cookie"]
-	kept := vals[:0:0]
+	kept := vals[:0]
 	for _, line := range vals {
-		var b strings.Builder
-		for rest := line; rest != ""; {
-			var pair string
-			pair, rest, _ = strings.Cut(rest, ";")
-			pair = strings.Trim(pair, " \t")
-			if pair == "" {
-				continue
-			}
-			if n, _, _ := strings.Cut(pair, "="); strings.Trim(n, " \t") == name {
-				continue
-			}
-			if b.Len() > 0 {
-				b.WriteString("; ")
-			}
-			b.WriteString(pair)
-		}
-		if b.Len() > 0 {
-			kept = append(kept, b.String())
+		if line = stripLine(line, name); line != "" {
+			kept = append(kept, line)
 		}
 	}
+	clear(vals[len(kept):])
 	if len(kept) == 0 {
 		delete(h, "Cookie")
 		return
 	}
 	h["Cookie"] = kept
+}
+
+// stripLine returns the cookie-string line without the cookies named
+// name: a substring of line when the cookies kept are adjacent in it,
+// else a new string of them joined by "; ".
+func stripLine(line, name string) string {
+	start, end := -1, -1 // the run of kept pairs, trimmed
+	gap, split := false, false
+	for off := 0; off < len(line); {
+		pair, _, _ := strings.Cut(line[off:], ";")
+		ps, pe := off, off+len(pair)
+		off = pe + 1
+		for ps < pe && (line[ps] == ' ' || line[ps] == '\t') {
+			ps++
+		}
+		for pe > ps && (line[pe-1] == ' ' || line[pe-1] == '\t') {
+			pe--
+		}
+		if ps == pe {
+			continue
+		}
+		if isCookie(line[ps:pe], name) {
+			gap = start >= 0
+			continue
+		}
+		if start < 0 {
+			start = ps
+		} else if gap {
+			split = true
+		}
+		end = pe
+	}
+	if start < 0 {
+		return ""
+	}
+	if !split {
+		return line[start:end]
+	}
+	var b strings.Builder
+	b.Grow(end - start)
+	for rest := line[start:end]; rest != ""; {
+		var pair string
+		pair, rest, _ = strings.Cut(rest, ";")
+		pair = strings.Trim(pair, " \t")
+		if pair == "" {
+			continue
+		}
+		if isCookie(pair, name) {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(pair)
+	}
+	return b.String()
+}
+
+// isCookie reports whether the cookie-pair pair is named name. A pair
+// without "=" is a cookie without a name (RFC 6265bis §5.6 step 3), never
+// the balancer's.
+func isCookie(pair, name string) bool {
+	n, _, eq := strings.Cut(pair, "=")
+	return eq && strings.Trim(n, " \t") == name
 }
 
 // stickyPick returns the backend the client's cookie names, if it may take
@@ -171,8 +223,18 @@ func (l *retryLoop) stickyAnswer(resp *http.Response) {
 		h = make(http.Header)
 		resp.Header = h
 	}
-	h["Set-Cookie"] = append(h["Set-Cookie"], ss.setCookie[a.i])
 	// HAProxy's "nocache": a shared cache may keep the answer, but not
-	// this client's cookie with it (RFC 9111 §5.2.2.4).
-	h["Cache-Control"] = append(h["Cache-Control"], `no-cache="Set-Cookie"`)
+	// this client's cookie with it (RFC 9111 §5.2.2.4). The backend's
+	// own values stay; without any, both headers share one allocation,
+	// each with a capacity of 1 so that appending to one never writes
+	// into the other.
+	const noCache = `no-cache="Set-Cookie"`
+	sc, cc := h["Set-Cookie"], h["Cache-Control"]
+	if sc == nil && cc == nil {
+		v := []string{ss.setCookie[a.i], noCache}
+		h["Set-Cookie"], h["Cache-Control"] = v[0:1:1], v[1:2:2]
+		return
+	}
+	h["Set-Cookie"] = append(sc, ss.setCookie[a.i])
+	h["Cache-Control"] = append(cc, noCache)
 }
