@@ -70,7 +70,9 @@ func TestStickyUserStrategyBookkeeping(t *testing.T) {
 	for range 4 {
 		g.stickyGet(t, "tinylb", "")
 	}
-	eventually(t, "every request over", func() bool { return bes[0].Active()+bes[1].Active() == 0 })
+	eventually(t, "every request over", func() bool {
+		return bes[0].Active()+bes[1].Active() == 0 && s.dones.Load() >= s.picks.Load()
+	})
 	assert.Equal(t, s.picks.Load(), s.dones.Load(), "Picks and Dones differ")
 	assert.Zero(t, s.bad.Load(), "Done without a Pick")
 }
