@@ -1,7 +1,9 @@
 package lb_test
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -167,4 +169,43 @@ func TestStickyProbingBackend(t *testing.T) {
 	wg.Wait()
 	eventually(t, "a back up after its probe", func() bool { return g.bal.Stats().Backends[0].State == lb.StateUp })
 	assert.Equal(t, "a", g.stickyGet(t, "tinylb", cookies["a"]).name)
+}
+
+// A gRPC call gets the cookie in its response headers, before the
+// messages and the trailers, and calls that carry it stick, over h2c and
+// HTTP/1.1 fronts.
+func TestStickyGRPC(t *testing.T) {
+	t.Parallel()
+	a, b := startRPCBackend(t, rpcReply("a")), startRPCBackend(t, rpcReply("b"))
+	pool, _ := poolOf(t, a.url, b.url)
+	f := serveRPC(t, lb.New(pool, lb.RoundRobin(), lb.WithTransport(rpcTransport(t)),
+		lb.WithStickyCookie(lb.StickyCookie{Secret: stickySecret})))
+	call := func(c *http.Client, cookie string) (string, *http.Cookie, http.Header) {
+		req, err := http.NewRequest(http.MethodPost, f.url+"/lbtest.Echo/Say", io.NopCloser(bytes.NewReader(rpcFrame([]byte("hi")))))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", grpcContentType)
+		req.Header.Set("Te", "trailers")
+		if cookie != "" {
+			req.Header.Set("Cookie", "tinylb="+cookie)
+		}
+		resp, err := c.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		require.Equal(t, "0", resp.Trailer.Get("Grpc-Status"), "the call's trailers")
+		require.Greater(t, len(body), 5)
+		return string(body[5:]), setCookieNamed(t, resp.Header, "tinylb"), resp.Header
+	}
+	for _, c := range []*http.Client{f.h2, f.h1} {
+		first, set, _ := call(c, "")
+		require.NotNil(t, set, "a gRPC answer sets no cookie")
+		for range 5 {
+			name, again, h := call(c, set.Value)
+			assert.Equal(t, first, name)
+			assert.Nil(t, again)
+			assert.Equal(t, grpcContentType, h.Get("Content-Type"))
+		}
+	}
+	assert.Equal(t, int64(10), f.bal.Stats().StickyHits)
 }
