@@ -4,20 +4,14 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"time"
 )
 
-// ErrInvalidStickyCookie: a [StickyCookie] cannot work. [StickyCookie.Validate]
-// returns errors that wrap it.
-var ErrInvalidStickyCookie = errors.New("lb: invalid sticky cookie")
-
-// DefaultStickyCookieName is the cookie's name when [StickyCookie.Name] is
-// empty.
-const DefaultStickyCookieName = "tinylb"
+// defaultStickyName is the cookie's name when StickyCookie.Name is empty.
+const defaultStickyName = "tinylb"
 
 // minStickySecret is the shortest secret accepted: 128 bits, the
 // security level of the 128-bit truncated MAC the cookie carries.
@@ -39,7 +33,7 @@ var stickyIDLen = base64.RawURLEncoding.EncodedLen(stickyIDBytes)
 // The fields other than Secret mean what the fields of the same names of
 // [http.Cookie] mean, and are sent as its String method sends them.
 type StickyCookie struct {
-	// Name is the cookie's name; default [DefaultStickyCookieName]. A
+	// Name is the cookie's name; default "tinylb". A
 	// name with the prefix "__Host-" or "__Secure-" (RFC 6265bis §4.1.3)
 	// needs Secure, and "__Host-" also Path "/" and no Domain.
 	Name string
@@ -57,7 +51,10 @@ type StickyCookie struct {
 	Domain string
 	// MaxAge is how long the browser keeps the cookie, in whole seconds
 	// (Max-Age); zero (the default) makes it a session cookie, kept until
-	// the browser closes. It must not be negative or under a second.
+	// the browser closes. It must not be negative or under a second. It
+	// counts from when the cookie was set: an answer to a request whose
+	// cookie is right does not set it again (as with nginx's "sticky
+	// cookie ... expires=", not HAProxy's "maxidle").
 	MaxAge time.Duration
 	// Secure sends the cookie over HTTPS only.
 	Secure bool
@@ -83,8 +80,9 @@ type StickyCookie struct {
 // cookie is right has no Set-Cookie.
 //
 // The cookie never holds a backend's address: its value is an HMAC-SHA256
-// of the backend's [Backend.URL] keyed with c.Secret, truncated to 128
-// bits. A cookie that names no backend of the pool (tampered with, made
+// of the backend's [Backend.Key] (its URL in normal form, so that every
+// spelling of one server gives one cookie) keyed with c.Secret, truncated
+// to 128 bits. A cookie that names no backend of the pool (tampered with, made
 // with another secret, or naming a removed backend) is ignored, and
 // re-issued. Like HAProxy's "indirect", the balancer removes its cookie
 // from the request it forwards: the backend, and the strategy's key
@@ -108,7 +106,7 @@ func WithStickyCookie(c StickyCookie) Option {
 // withDefaults fills in the defaults of the fields left empty.
 func (c StickyCookie) withDefaults() StickyCookie {
 	if c.Name == "" {
-		c.Name = DefaultStickyCookieName
+		c.Name = defaultStickyName
 	}
 	if c.Path == "" {
 		c.Path = "/"
