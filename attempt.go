@@ -44,6 +44,7 @@ type attempt struct {
 	s       *snapshot
 	i       int
 	gated   bool
+	noDone  bool // a sticky request the picker was not told of: no Done (see package pinned)
 	ctx     context.Context
 	start   time.Time
 	latency time.Duration // to response headers, or to the error
@@ -77,6 +78,7 @@ func (a *attempt) finish(status int, err error, canceled bool) {
 		be.stats.failures.Add(1)
 	}
 	switch {
+	case a.noDone:
 	case s.latency != nil:
 		if now.IsZero() {
 			now = b.now()

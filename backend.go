@@ -60,6 +60,7 @@ type backendStats struct {
 	requests atomic.Int64 // attempts started
 	failures atomic.Int64 // attempts that counted as failures
 	retries  atomic.Int64 // attempts that were retries of an earlier one
+	sticky   atomic.Int64 // requests a sticky cookie sent here
 	latency  latencyStats // time to response headers
 }
 

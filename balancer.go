@@ -68,8 +68,11 @@ type Balancer struct {
 	checkers map[*Backend]context.CancelFunc
 	trackers map[*Backend]health.Tracker
 	states   map[*Backend]State // last published state of each backend
-	started  bool               // New is done: backends added from now on slow-start
-	maxFails int                // failure threshold the smooth weighted strategies use
+	// stickyEntries holds each member's sticky cookie, made once; nil
+	// without WithStickyCookie.
+	stickyEntries map[*Backend]stickyEntry
+	started       bool // New is done: backends added from now on slow-start
+	maxFails      int  // failure threshold the smooth weighted strategies use
 }
 
 // snapshot is what a request needs, published as a whole. It is never
@@ -84,10 +87,11 @@ type snapshot struct {
 	usable    int                      // number of usable backends
 	refreshAt int64                    // UnixNano when the snapshot must be rebuilt; 0 never
 	closed    bool
-	panicking bool    // panic mode: balancing over unhealthy backends
-	states    []State // state of each backend, for Stats
-	weights   []int   // strategy.Set.Weights, for Stats
-	scale     int     // strategy.Set.Scale
+	panicking bool        // panic mode: balancing over unhealthy backends
+	states    []State     // state of each backend, for Stats
+	weights   []int       // strategy.Set.Weights, for Stats
+	scale     int         // strategy.Set.Scale
+	sticky    *stickySnap // for WithStickyCookie; nil without it
 }
 
 // Strategy chooses a backend for each request. See package
@@ -213,6 +217,10 @@ func New(pool *Pool, s Strategy, opts ...Option) *Balancer {
 		b.o.observer = health.Passive{} // nginx's max_fails=1 fail_timeout=10s
 	}
 	b.o.validate()
+	if b.o.sticky != nil {
+		*b.o.sticky = b.o.sticky.withDefaults()
+		b.stickyEntries = make(map[*Backend]stickyEntry)
+	}
 	b.o.retry = b.o.retry.withDefaults()
 	b.o.buffering = b.o.buffering.withDefaults()
 	b.mem.init(b.o.bodyMemory)

@@ -35,6 +35,9 @@ var (
 	// ErrClosed: the balancer was closed. It answers 503 (gRPC: 14
 	// UNAVAILABLE).
 	ErrClosed = errors.New("lb: balancer closed")
+	// ErrInvalidStickyCookie: a [StickyCookie] cannot work;
+	// [StickyCookie.Validate] says why.
+	ErrInvalidStickyCookie = errors.New("lb: invalid sticky cookie")
 )
 
 // errNoBackendLeft ends the retry loop when every usable backend was tried.

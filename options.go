@@ -43,6 +43,7 @@ type options struct {
 	trusted        []netip.Prefix
 	buffering      RequestBuffering
 	bodyMemory     int64
+	sticky         *StickyCookie
 	now            func() time.Time
 
 	// viaReverseProxy sends every request through httputil.ReverseProxy,
@@ -192,6 +193,11 @@ func (o *options) validate() {
 	if sc, ok := o.checker.(health.Scheduler); ok {
 		if err := sc.Schedule().Validate(); err != nil {
 			panic(err.Error())
+		}
+	}
+	if o.sticky != nil {
+		if err := o.sticky.Validate(); err != nil {
+			panic("lb: WithStickyCookie: " + err.Error())
 		}
 	}
 	if v, ok := o.observer.(interface{ Validate() error }); ok {

@@ -138,6 +138,9 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	l := retryLoop{b: b, base: t.base, req: req, orig: *req.URL, host: req.Host,
 		idempotent: isIdempotent(req), grpc: isGRPC(req)}
 	l.shieldBody()
+	if b.o.sticky != nil {
+		l.readSticky()
+	}
 	if b.o.retry.Timeout > 0 {
 		l.deadline = b.now().Add(b.o.retry.Timeout)
 	}
@@ -149,6 +152,9 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	for {
 		resp, err := l.try()
 		if err != errTryAgain {
+			if resp != nil && b.o.sticky != nil {
+				l.stickyAnswer(resp)
+			}
 			return resp, err
 		}
 	}
@@ -179,6 +185,8 @@ type retryLoop struct {
 	// then first is the one backend tried.
 	tried *strategy.Tried
 	first *Backend
+
+	sticky stickyState // the client's sticky cookie, with WithStickyCookie
 
 	held     *http.Response // a response with a retryable status, kept in case no retry works
 	lastErr  error
@@ -237,23 +245,29 @@ func (l *retryLoop) try() (*http.Response, error) {
 		l.retrying = true
 	}
 	*l.req.URL, l.req.Host = l.orig, l.host
-	i, gated := l.pick(s)
+	i, gated, sticky, observed := l.choose(s)
 	if i < 0 {
 		if l.attempts == 0 {
 			return nil, ErrNoHealthyBackend
 		}
 		return l.giveUp(l.lastErr)
 	}
-	if !admit(s, i, gated) {
+	if !admit(s, i, gated, observed) {
+		if sticky {
+			b.stats.stickyMisses.Add(1)
+		}
 		return nil, errTryAgain
 	}
 	be := s.backends[i]
+	if sticky {
+		be.stats.sticky.Add(1)
+	}
 	be.stats.requests.Add(1)
 	if l.attempts > 0 {
 		be.stats.retries.Add(1)
 	}
 	l.attempts++
-	return l.send(s, i, gated)
+	return l.send(s, i, gated, observed)
 }
 
 // pick chooses a backend the request has not been sent to.
@@ -265,26 +279,32 @@ func (l *retryLoop) pick(s *snapshot) (int, bool) {
 	}
 	i, gated := l.b.pick(s, l.req, &l.tried)
 	if i >= 0 {
-		if l.tried != nil {
-			l.tried.Add(s.backends[i])
-		} else {
-			l.first = s.backends[i]
-		}
+		l.note(s.backends[i])
 	}
 	return i, gated
 }
 
+// note records that the request goes to be, so that no retry goes there.
+func (l *retryLoop) note(be *Backend) {
+	if l.tried != nil {
+		l.tried.Add(be)
+	} else {
+		l.first = be
+	}
+}
+
 // admit counts a new request in flight on backend i, unless the backend
 // was drained, removed or put in maintenance after s was published: then
-// the pick is undone and another must be made.
-func admit(s *snapshot, i int, gated bool) bool {
+// the pick is undone (observed: with the picker too) and another must be
+// made.
+func admit(s *snapshot, i int, gated, observed bool) bool {
 	be := s.backends[i]
 	be.active.Add(1)
 	if !be.noNew.Load() {
 		return true
 	}
 	be.release()
-	if s.observer != nil {
+	if s.observer != nil && observed {
 		s.observer.Done(i, strategy.Ignored)
 	}
 	if gated {
@@ -294,14 +314,14 @@ func admit(s *snapshot, i int, gated bool) bool {
 }
 
 // send sends the request to backend i and judges what comes back.
-func (l *retryLoop) send(s *snapshot, i int, gated bool) (*http.Response, error) {
+func (l *retryLoop) send(s *snapshot, i int, gated, observed bool) (*http.Response, error) {
 	b, req, be := l.b, l.req, s.backends[i]
 	pr := httputil.ProxyRequest{Out: req}
 	pr.SetURL(be.url)
 	if l.body != nil {
 		req.Body = l.body.next()
 	}
-	a := attempt{b: b, s: s, i: i, gated: gated, ctx: req.Context(), start: b.now()}
+	a := attempt{b: b, s: s, i: i, gated: gated, noDone: !observed, ctx: req.Context(), start: b.now()}
 	resp, err := l.base.RoundTrip(req)
 	a.latency = b.now().Sub(a.start)
 	be.stats.latency.observe(a.latency)

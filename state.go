@@ -74,6 +74,7 @@ func (b *Balancer) removedLocked(be *Backend) {
 	}
 	delete(b.trackers, be)
 	delete(b.states, be)
+	delete(b.stickyEntries, be)
 	b.emit(Event{Kind: EventBackendRemoved, Time: b.now(), Backend: be})
 	b.log.LogAttrs(context.Background(), slog.LevelInfo, "lb: backend removed", slog.String("backend", be.key))
 }
@@ -205,6 +206,9 @@ func (b *Balancer) publishLocked() {
 		}
 	}
 	s.usable = len(set.Usable)
+	if b.o.sticky != nil {
+		s.sticky = b.stickySnapLocked(members, set.Usable)
+	}
 	s.panicking = panicking
 	s.states = states
 	s.weights = set.Weights

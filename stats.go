@@ -68,6 +68,9 @@ type BackendStats struct {
 	Requests        int64  // attempts started
 	Failures        int64  // attempts that counted as failures
 	Retries         int64  // attempts that were retries of an earlier one
+	// StickyHits counts requests that [WithStickyCookie]'s cookie sent
+	// here without asking the strategy (included in Requests).
+	StickyHits int64
 	// LatencyEWMA is the moving average of the time to response headers.
 	LatencyEWMA time.Duration
 	// LatencyHistogram counts attempts by time to response headers: entry i
@@ -92,6 +95,12 @@ type Stats struct {
 	Unavailable, Failed int64
 	// RetriesDenied counts retries the retry budget refused.
 	RetriesDenied int64
+	// StickyHits is the sum over backends. StickyMisses counts requests
+	// whose sticky cookie ([WithStickyCookie]) was not honoured: it named
+	// no backend (tampered, another secret's, a removed backend's) or one
+	// that could not take the request. StickyRewrites counts answers that
+	// replaced a cookie the client sent, after a miss or a retry.
+	StickyHits, StickyMisses, StickyRewrites int64
 	// Panic is set while panic mode balances over unhealthy backends.
 	Panic bool
 	// EventsDropped counts events the event function was too slow to take.
@@ -111,6 +120,9 @@ type balancerStats struct {
 	unavailable  atomic.Int64
 	failed       atomic.Int64
 	budgetDenied atomic.Int64
+
+	stickyMisses   atomic.Int64
+	stickyRewrites atomic.Int64
 }
 
 // Stats returns a snapshot of the balancer's backends and counters. It is
@@ -123,14 +135,16 @@ type balancerStats struct {
 func (b *Balancer) Stats() Stats {
 	s := b.snapshot()
 	st := Stats{
-		Time:          b.now(),
-		Unavailable:   b.stats.unavailable.Load(),
-		Failed:        b.stats.failed.Load(),
-		RetriesDenied: b.stats.budgetDenied.Load(),
-		Panic:         s.panicking,
-		EventsDropped: b.events.droppedCount(),
-		Unbuffered:    b.mem.unbuffered.Load(),
-		BodyMemory:    b.mem.held.Load(),
+		Time:           b.now(),
+		Unavailable:    b.stats.unavailable.Load(),
+		Failed:         b.stats.failed.Load(),
+		RetriesDenied:  b.stats.budgetDenied.Load(),
+		StickyMisses:   b.stats.stickyMisses.Load(),
+		StickyRewrites: b.stats.stickyRewrites.Load(),
+		Panic:          s.panicking,
+		EventsDropped:  b.events.droppedCount(),
+		Unbuffered:     b.mem.unbuffered.Load(),
+		BodyMemory:     b.mem.held.Load(),
 	}
 	b.pool.mu.RLock()
 	backends := s.backends
@@ -168,6 +182,7 @@ func (b *Balancer) Stats() Stats {
 		bs.Requests = be.stats.requests.Load()
 		bs.Failures = be.stats.failures.Load()
 		bs.Retries = be.stats.retries.Load()
+		bs.StickyHits = be.stats.sticky.Load()
 		bs.LatencyEWMA = time.Duration(math.Float64frombits(be.stats.latency.ewma.Load()))
 		bs.LatencySum = time.Duration(be.stats.latency.sum.Load())
 		bs.LatencyHistogram = make([]int64, len(be.stats.latency.buckets))
@@ -177,6 +192,7 @@ func (b *Balancer) Stats() Stats {
 		st.Requests += bs.Requests
 		st.Failures += bs.Failures
 		st.Retries += bs.Retries
+		st.StickyHits += bs.StickyHits
 		st.Active += bs.Active
 	}
 	return st

@@ -235,6 +235,7 @@ type statusRow struct {
 	B         statusBackend
 	StateName string
 	Actions   bool
+	Sticky    bool // show the sticky hits column
 	Token     string
 	Now       time.Time
 }
@@ -256,9 +257,10 @@ func (h *statusHandler) servePage(w http.ResponseWriter, r *http.Request) {
 		d.Token = h.token
 	}
 	for _, b := range d.Report.Backends {
-		d.Rows = append(d.Rows, statusRow{B: b, StateName: b.State.String(), Actions: actions, Token: d.Token, Now: d.Report.Time})
+		d.Rows = append(d.Rows, statusRow{B: b, StateName: b.State.String(), Actions: actions,
+			Sticky: d.Report.Sticky, Token: d.Token, Now: d.Report.Time})
 	}
-	d.Blank = statusRow{Actions: actions, Token: d.Token}
+	d.Blank = statusRow{Actions: actions, Sticky: d.Report.Sticky, Token: d.Token}
 	var buf bytes.Buffer
 	if err := statusPage.Execute(&buf, d); err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)

@@ -42,6 +42,7 @@ type statusReport struct {
 	Time             time.Time       `json:"time"`
 	RefreshSeconds   float64         `json:"refresh_seconds"`
 	Panic            bool            `json:"panic"`
+	Sticky           bool            `json:"sticky"` // WithStickyCookie is on
 	EventsDropped    int64           `json:"events_dropped"`
 	LatencyBucketsMS []float64       `json:"latency_buckets_ms"`
 	Totals           statusTotals    `json:"totals"`
@@ -57,6 +58,9 @@ type statusTotals struct {
 	Retries           int64    `json:"retries"`
 	Unavailable       int64    `json:"unavailable"`
 	Failed            int64    `json:"failed"`
+	StickyHits        int64    `json:"sticky_hits"`
+	StickyMisses      int64    `json:"sticky_misses"`
+	StickyRewrites    int64    `json:"sticky_rewrites"`
 	RequestsPerSecond *float64 `json:"requests_per_second"`
 	ErrorRate         *float64 `json:"error_rate"`
 }
@@ -72,6 +76,7 @@ type statusBackend struct {
 	Requests          int64      `json:"requests"`
 	Failures          int64      `json:"failures"`
 	Retries           int64      `json:"retries"`
+	StickyHits        int64      `json:"sticky_hits"`
 	RequestsPerSecond *float64   `json:"requests_per_second"` // null until two samples
 	ErrorRate         *float64   `json:"error_rate"`          // failures/requests over the last step
 	LatencyEWMAMS     float64    `json:"latency_ewma_ms"`
@@ -101,15 +106,19 @@ func (h *statusHandler) report() statusReport {
 		Time:           st.Time,
 		RefreshSeconds: h.cfg.refresh.Seconds(),
 		Panic:          st.Panic,
+		Sticky:         h.b.o.sticky != nil,
 		EventsDropped:  st.EventsDropped,
 		Totals: statusTotals{
-			Backends:    len(st.Backends),
-			Active:      st.Active,
-			Requests:    st.Requests,
-			Failures:    st.Failures,
-			Retries:     st.Retries,
-			Unavailable: st.Unavailable,
-			Failed:      st.Failed,
+			Backends:       len(st.Backends),
+			Active:         st.Active,
+			Requests:       st.Requests,
+			Failures:       st.Failures,
+			Retries:        st.Retries,
+			Unavailable:    st.Unavailable,
+			Failed:         st.Failed,
+			StickyHits:     st.StickyHits,
+			StickyMisses:   st.StickyMisses,
+			StickyRewrites: st.StickyRewrites,
 		},
 		Backends: make([]statusBackend, len(st.Backends)),
 	}
@@ -141,6 +150,7 @@ func (h *statusHandler) report() statusReport {
 			Requests:          bs.Requests,
 			Failures:          bs.Failures,
 			Retries:           bs.Retries,
+			StickyHits:        bs.StickyHits,
 			RequestsPerSecond: s.rate,
 			ErrorRate:         s.errRate,
 			LatencyEWMAMS:     ewma,

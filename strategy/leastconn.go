@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/tinylb/lb/internal/effweight"
+	"github.com/tinylb/lb/internal/pinned"
 )
 
 // LeastConn is nginx's weighted least connections
@@ -49,6 +50,7 @@ var (
 	_ Strategy           = (*LeastConn)(nil)
 	_ Observer           = (*lcPicker)(nil)
 	_ effweight.Reporter = (*lcPicker)(nil)
+	_ pinned.Pinner      = (*lcPicker)(nil)
 )
 
 // NewLeastConn returns a weighted least-connections strategy.
@@ -235,6 +237,19 @@ func (p *lcPicker) EffectiveWeight(i int) (int, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.st[i].ew, true
+}
+
+// Pin implements [pinned.Pinner]: a request the balancer sent to All[i]
+// without a Pick (a sticky session's) is counted in flight like a pick,
+// so that the next Picks see its load and its Done uncounts it.
+func (p *lcPicker) Pin(i int) bool {
+	if i < 0 || i >= len(p.st) {
+		return false
+	}
+	p.mu.Lock()
+	p.st[i].picked++
+	p.mu.Unlock()
+	return true
 }
 
 // Done implements [Observer]: it uncounts the request (a Done with nothing

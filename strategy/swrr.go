@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/tinylb/lb/internal/effweight"
+	"github.com/tinylb/lb/internal/pinned"
 )
 
 // SmoothWeighted is nginx's smooth weighted round robin
@@ -50,6 +51,7 @@ var (
 	_ Strategy           = (*SmoothWeighted)(nil)
 	_ Observer           = (*swrrPicker)(nil)
 	_ effweight.Reporter = (*swrrPicker)(nil)
+	_ pinned.Pinner      = (*swrrPicker)(nil)
 )
 
 // NewSmoothWeighted returns a smooth weighted round-robin strategy.
@@ -135,6 +137,12 @@ func (p *swrrPicker) Pick(_ *http.Request, tried *Tried) int {
 	p.mu.Unlock()
 	return bi
 }
+
+// Pin implements [pinned.Pinner]: a request the balancer sent to All[i]
+// without a Pick (a sticky session's) leaves the rotation as it is, as
+// nginx's sticky module skips ngx_http_upstream_get_peer, but its Done
+// still lowers the effective weight on failure.
+func (p *swrrPicker) Pin(i int) bool { return i >= 0 && i < len(p.st) }
 
 // Done implements [Observer]: a Failure lowers the member's effective weight
 // by Weights[i]/MaxFails; other results change nothing.
