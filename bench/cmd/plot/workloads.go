@@ -1,0 +1,137 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"path/filepath"
+)
+
+// simRun is the part of a bench/sim Result the workload plots read.
+type simRun struct {
+	Policy, Note   string
+	Load           float64
+	P50, P99, P999 float64
+	Shares         []float64
+	Imbalance      float64   // herd
+	After          *simPhase // mid-run
+	TV             float64   // capacities
+	Ideal          []float64 // capacities
+	Factor         float64   // hot keys
+	ShareMaxAvg    float64
+	InFlightMaxAvg float64
+	Moved          float64
+	Instances      int // herd
+}
+
+type simPhase struct {
+	P50, P99, SlowShare float64
+}
+
+// simWorkloads is the rest of bench/cmd/sim's JSON.
+type simWorkloads struct {
+	MidRun []struct {
+		Run, Healthy simRun
+		HeldTo       string
+	}
+	Capacities []simRun
+	HotKeys    []simRun
+	Herd       []simRun
+}
+
+// workloadCharts writes one SVG per workload of bench/cmd/sim.
+func workloadCharts(dir string, s simWorkloads) {
+	if len(s.MidRun) > 0 {
+		write(filepath.Join(dir, "sim-slow-midrun.svg"), midRunChart(s))
+	}
+	if len(s.Capacities) > 0 {
+		write(filepath.Join(dir, "sim-capacities.svg"), capacityChart(s.Capacities))
+	}
+	if len(s.HotKeys) > 0 {
+		write(filepath.Join(dir, "sim-hotkeys.svg"), hotKeyChart(s.HotKeys))
+	}
+	if len(s.Herd) > 0 {
+		write(filepath.Join(dir, "sim-herd.svg"), herdChart(s.Herd))
+	}
+}
+
+var none = math.NaN()
+
+func midRunChart(s simWorkloads) string {
+	g := group{cols: []column{{title: "after the change: p50 (dot), p99 (bar), ms, log", log: true},
+		{title: "share sent to the slow backend after the change", top: 0.12, ref: 0.1},
+		{title: "healthy-run p99 (bar), ms, log", log: true}}}
+	for _, m := range s.MidRun {
+		a := m.Run.After
+		g.rows = append(g.rows, m.Run.Policy)
+		g.tips = append(g.tips, m.Run.Note)
+		bad := a.P99 > 2*m.Healthy.After.P99
+		g.cols[0].bars = append(g.cols[0].bars, hbar{v: a.P99, dot: a.P50, mark: none, text: fmtMS(a.P99) + " · held to " + orDash(m.HeldTo), bad: bad})
+		g.cols[1].bars = append(g.cols[1].bars, hbar{v: a.SlowShare, dot: none, mark: none, text: fmt.Sprintf("%.1f%%", a.SlowShare*100)})
+		g.cols[2].bars = append(g.cols[2].bars, hbar{v: m.Healthy.After.P99, dot: m.Healthy.After.P50, mark: none, text: fmtMS(m.Healthy.After.P99)})
+	}
+	return columnChart("Simulation: one of 10 backends turns 10× slower half-way (bench/cmd/sim, workload 1b)",
+		"Requests arriving after the change. Held to: highest of p50/p90/p95/p99/p99.9 within 2× the same strategy with no backend slow. Dashed: an even share (10 %).",
+		"Orange: p99 more than 2× the healthy run's. Hover a name for the strategy.", []group{g})
+}
+
+func capacityChart(rs []simRun) string {
+	g := group{cols: []column{{title: "TV distance from share ∝ capacity (0 = ideal)", top: 0.4},
+		{title: "share of the two capacity-16 backends (ideal: red tick)", top: 0.6},
+		{title: "p50 (dot), p99 (bar), ms, log", log: true}}}
+	for _, r := range rs {
+		n := len(r.Shares)
+		g.rows = append(g.rows, r.Policy)
+		g.tips = append(g.tips, r.Note)
+		top, ideal := r.Shares[n-1]+r.Shares[n-2], r.Ideal[n-1]+r.Ideal[n-2]
+		g.cols[0].bars = append(g.cols[0].bars, hbar{v: r.TV, dot: none, mark: none, text: fmt.Sprintf("%.3f", r.TV), bad: r.TV > 0.1})
+		g.cols[1].bars = append(g.cols[1].bars, hbar{v: top, dot: none, mark: ideal, text: fmt.Sprintf("%.1f%%", top*100)})
+		g.cols[2].bars = append(g.cols[2].bars, hbar{v: r.P99, dot: r.P50, mark: none, text: fmtMS(r.P99)})
+	}
+	return columnChart("Simulation: capacities 1 1 2 2 4 4 8 8 16 16, every backend configured with weight 1 (workload 2)",
+		"How close each strategy's split gets to the ideal one (share ∝ capacity), and what it costs in latency.",
+		"Orange: more than 10 % of the requests on the wrong backend. Hover a name for the strategy.", []group{g})
+}
+
+func hotKeyChart(rs []simRun) string {
+	g := group{cols: []column{{title: "requests per backend: max/avg (red tick: c)", top: 2.5},
+		{title: "in flight per backend: max/avg (red tick: c)", top: 3},
+		{title: "requests moved when an 11th backend joins", top: 0.4, ref: 1.0 / 11}}}
+	for _, r := range rs {
+		g.rows = append(g.rows, r.Policy)
+		g.tips = append(g.tips, r.Note)
+		c := none
+		if r.Factor > 0 {
+			c = r.Factor
+		}
+		g.cols[0].bars = append(g.cols[0].bars, hbar{v: r.ShareMaxAvg, dot: none, mark: c, text: fmt.Sprintf("%.3f", r.ShareMaxAvg), bad: r.ShareMaxAvg > 1/r.Load})
+		g.cols[1].bars = append(g.cols[1].bars, hbar{v: r.InFlightMaxAvg, dot: none, mark: c, text: fmt.Sprintf("%.2f", r.InFlightMaxAvg)})
+		g.cols[2].bars = append(g.cols[2].bars, hbar{v: r.Moved, dot: none, mark: none, text: fmt.Sprintf("%.1f%%", r.Moved*100)})
+	}
+	return columnChart("Simulation: 10 000 Zipf(1.1) keys over 10 backends, consistent hash with and without bounded loads (workload 3)",
+		"Max/avg of the requests each backend got and of those in flight at once; dashed: the new backend's fair share 1/11.",
+		"Orange: the busiest backend is offered more than its capacity (its queue grows for as long as the run lasts).", []group{g})
+}
+
+func herdChart(rs []simRun) string {
+	g := group{cols: []column{{title: "most in flight at one backend ÷ mean, per burst"},
+		{title: "p50 (dot), p99 (bar), ms, log", log: true},
+		{title: "p99.9, ms, log", log: true}}}
+	for _, r := range rs {
+		g.rows = append(g.rows, r.Policy)
+		g.tips = append(g.tips, r.Note)
+		g.cols[0].bars = append(g.cols[0].bars, hbar{v: r.Imbalance, dot: none, mark: none, text: fmt.Sprintf("%.2f", r.Imbalance)})
+		g.cols[1].bars = append(g.cols[1].bars, hbar{v: r.P99, dot: r.P50, mark: none, text: fmtMS(r.P99)})
+		g.cols[2].bars = append(g.cols[2].bars, hbar{v: r.P999, dot: none, mark: none, text: fmtMS(r.P999)})
+	}
+	inst := rs[0].Instances
+	return columnChart(fmt.Sprintf("Simulation: %d independent balancers × %d backends, bursts of one request per balancer (workload 4)", inst, len(rs[0].Shares)),
+		"Each balancer has its own strategy object and counts only its own requests in flight.",
+		"Lower is better in every column. Hover a name for the strategy.", []group{g})
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
