@@ -1,0 +1,156 @@
+package sim
+
+import (
+	"math"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// policy returns the policy called name from ps.
+func policy(t *testing.T, ps []Policy, name string) Policy {
+	t.Helper()
+	for _, p := range ps {
+		if p.Name == name {
+			return p
+		}
+	}
+	require.FailNow(t, "no policy "+name)
+	return Policy{}
+}
+
+func TestTotalVariation(t *testing.T) {
+	assert.InDelta(t, 0.0, TotalVariation([]float64{0.5, 0.5}, []float64{0.5, 0.5}), 1e-12)
+	assert.InDelta(t, 0.3, TotalVariation([]float64{0.2, 0.8}, []float64{0.5, 0.5}), 1e-12)
+	assert.InDelta(t, 1.0, TotalVariation([]float64{1, 0}, []float64{0, 1}), 1e-12)
+}
+
+func TestHeldTo(t *testing.T) {
+	base := &Phase{P50: 1, P90: 2, P95: 3, P99: 5, P999: 10}
+	assert.Equal(t, "p99.9", HeldTo(base, base, 2))
+	assert.Equal(t, "p95", HeldTo(&Phase{P50: 1, P90: 2, P95: 6, P99: 11, P999: 10}, base, 2))
+	assert.Equal(t, "", HeldTo(&Phase{P50: 3, P90: 2, P95: 3, P99: 5, P999: 10}, base, 2))
+}
+
+// TestMidRun: once the backend turns slow, least connections moves away
+// from it and round robin keeps sending it an even share; before the
+// change both send it about an even share.
+func TestMidRun(t *testing.T) {
+	c := MidRun(small())
+	ps := Policies(c)
+	rr := Run(c, policy(t, ps, "rr"))
+	lc := Run(c, policy(t, ps, "leastconn"))
+	require.NotNil(t, rr.After)
+	assert.InDelta(t, 0.1, rr.After.SlowShare, 0.002)
+	assert.InDelta(t, 0.1, rr.Before.SlowShare, 0.002)
+	assert.InDelta(t, 0.1, lc.Before.SlowShare, 0.03)
+	assert.Less(t, lc.After.SlowShare, rr.After.SlowShare/3)
+	assert.Less(t, lc.After.P99, rr.After.P99/10)
+
+	base := Run(Healthy(c), policy(t, ps, "leastconn"))
+	assert.InDelta(t, 0.1, base.After.SlowShare, 0.03, "healthy baseline: the backend never slows")
+	assert.Less(t, heldIndex(HeldTo(rr.After, PhaseOf(Run(Healthy(c), policy(t, ps, "rr"))), 2)),
+		heldIndex(HeldTo(lc.After, base.After, 2)), "least connections holds a higher quantile than round robin")
+}
+
+func heldIndex(q string) int {
+	for i, x := range Quantiles {
+		if x.Name == q {
+			return i
+		}
+	}
+	return -1
+}
+
+// smallCaps is a short capacity workload that still measures after A58's
+// 10 s blackout (60 000 warm-up requests ≈ 14 s).
+func smallCaps() CapConfig {
+	cc := DefaultCapacities()
+	cc.Requests = 20_000
+	return cc
+}
+
+// TestCapacities: SWRR with weights 1 splits evenly (TV from the ideal is
+// computable by hand), SWRR with the capacities as weights is ideal, and
+// least connections, which learns load from its counts, is in between.
+func TestCapacities(t *testing.T) {
+	cc := smallCaps()
+	ps := CapacityPolicies(cc)
+	even := make([]float64, len(cc.Caps))
+	for i := range even {
+		even[i] = 1 / float64(len(even))
+	}
+	swrr := RunCapacities(cc, policy(t, ps, "swrr"))
+	assert.InDelta(t, TotalVariation(even, cc.Ideal()), swrr.TV, 1e-9)
+	capw := RunCapacities(cc, policy(t, ps, "swrr-capw"))
+	assert.Less(t, capw.TV, 0.002)
+	lc := RunCapacities(cc, policy(t, ps, "leastconn"))
+	assert.Less(t, lc.TV, swrr.TV/2)
+	assert.Greater(t, lc.TV, capw.TV)
+}
+
+func smallHot() HotConfig {
+	hc := DefaultHotKeys()
+	hc.Requests, hc.Warmup = 20_000, 2_000
+	return hc
+}
+
+// TestHotKeys: Zipf keys overload one backend of a plain ring (the §5.4
+// figure is 2.34 for a static count); a joining backend takes about its
+// share of the requests and moves none between the others.
+func TestHotKeys(t *testing.T) {
+	hc := smallHot()
+	r := RunHotKeys(hc, policy(t, HotKeyPolicies(hc), "hash"), 0)
+	assert.Greater(t, r.ShareMaxAvg, 1.8)
+	assert.Greater(t, r.ShareMaxAvg, 1/hc.Load, "the hottest backend is offered more than its capacity")
+	assert.InDelta(t, 1.0, r.Spread, 1e-9, "a plain ring sends every key to one backend")
+	assert.Greater(t, r.Moved, 0.0)
+	assert.Less(t, r.Moved, 2*r.MovedIdeal)
+	assert.Less(t, r.KeysMoved, 2*r.MovedIdeal)
+	assert.Greater(t, r.KeysMoved, r.MovedIdeal/2)
+}
+
+func smallHerd() HerdConfig {
+	hc := DefaultHerd()
+	hc.Requests, hc.Warmup = 40_000, 4_000
+	return hc
+}
+
+// TestHerd: in lockstep, instances of a deterministic strategy that each
+// see only their own counts put a whole burst on one backend.
+func TestHerd(t *testing.T) {
+	hc := smallHerd()
+	lc := RunHerd(hc, policy(t, Lineup(), "leastconn"))
+	assert.Equal(t, hc.Requests, lc.Requests)
+	assert.GreaterOrEqual(t, lc.MaxQueue, hc.Instances, "a burst lands on one backend")
+	assert.Greater(t, lc.Imbalance, 2.0)
+}
+
+// TestBins: one uniform choice fills the fullest of n bins to about
+// ln n / ln ln n and more (its O(1) term), as Mitzenmacher's Table 1 shows.
+func TestBins(t *testing.T) {
+	u := Bins(1000, 200, 1, Uniform)
+	assert.Greater(t, u.MeanMax, u.OneChoice)
+	assert.Less(t, u.MeanMax, 2*u.OneChoice)
+	assert.InDelta(t, math.Log(1000)/math.Log(math.Log(1000)), u.OneChoice, 1e-12)
+}
+
+// TestWorkloadsDeterministic: every workload gives the same result twice.
+func TestWorkloadsDeterministic(t *testing.T) {
+	hc := smallHerd()
+	hc.Requests, hc.Warmup = 4_000, 400
+	for _, p := range Lineup() {
+		assert.Equal(t, RunHerd(hc, p), RunHerd(hc, p), p.Name)
+	}
+	cc := smallCaps()
+	cc.Requests, cc.Warmup = 4_000, 400
+	for _, p := range CapacityPolicies(cc) {
+		assert.Equal(t, RunCapacities(cc, p), RunCapacities(cc, p), p.Name)
+	}
+	hk := smallHot()
+	hk.Requests, hk.Warmup = 4_000, 400
+	for _, p := range HotKeyPolicies(hk) {
+		assert.Equal(t, RunHotKeys(hk, p, 0), RunHotKeys(hk, p, 0), p.Name)
+	}
+}
