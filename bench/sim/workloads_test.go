@@ -117,14 +117,19 @@ func smallHerd() HerdConfig {
 	return hc
 }
 
-// TestHerd: in lockstep, instances of a deterministic strategy that each
-// see only their own counts put a whole burst on one backend.
+// TestHerd: instances of least connections that each see only their own
+// counts put a whole burst on one backend; one strategy object shared by
+// all of them (global counts) spreads it.
 func TestHerd(t *testing.T) {
 	hc := smallHerd()
-	lc := RunHerd(hc, policy(t, Lineup(), "leastconn"))
+	ps := HerdPolicies()
+	lc := RunHerd(hc, policy(t, ps, "leastconn"))
 	assert.Equal(t, hc.Requests, lc.Requests)
 	assert.GreaterOrEqual(t, lc.MaxQueue, hc.Instances, "a burst lands on one backend")
-	assert.Greater(t, lc.Imbalance, 2.0)
+	shared := RunHerd(hc, policy(t, ps, "leastconn-shared"))
+	assert.LessOrEqual(t, shared.MaxQueue, 3)
+	assert.Less(t, shared.Imbalance, lc.Imbalance/2)
+	assert.Less(t, shared.P99, lc.P99)
 }
 
 // TestBins: one uniform choice fills the fullest of n bins to about

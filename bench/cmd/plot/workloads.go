@@ -21,6 +21,7 @@ type simRun struct {
 	InFlightMaxAvg float64
 	Moved          float64
 	Instances      int // herd
+	MaxQueue       int
 }
 
 type simPhase struct {
@@ -113,21 +114,27 @@ func hotKeyChart(rs []simRun) string {
 }
 
 func herdChart(rs []simRun) string {
-	g := group{cols: []column{{title: "most in flight at one backend ÷ mean, per burst"},
-		{title: "p50 (dot), p99 (bar), ms, log", log: true},
-		{title: "p99.9, ms, log", log: true}}}
+	var groups []group
 	for _, r := range rs {
+		if len(groups) == 0 || groups[len(groups)-1].title != loadTitle(r.Load) {
+			groups = append(groups, group{title: loadTitle(r.Load), cols: []column{
+				{title: "most in flight at one backend ÷ mean, per burst", top: 20},
+				{title: "p50 (dot), p99 (bar), ms, log", log: true, top: 100},
+				{title: "most in flight at one backend in the run", top: 60, ref: float64(r.Instances)}}})
+		}
+		g := &groups[len(groups)-1]
 		g.rows = append(g.rows, r.Policy)
 		g.tips = append(g.tips, r.Note)
 		g.cols[0].bars = append(g.cols[0].bars, hbar{v: r.Imbalance, dot: none, mark: none, text: fmt.Sprintf("%.2f", r.Imbalance)})
 		g.cols[1].bars = append(g.cols[1].bars, hbar{v: r.P99, dot: r.P50, mark: none, text: fmtMS(r.P99)})
-		g.cols[2].bars = append(g.cols[2].bars, hbar{v: r.P999, dot: none, mark: none, text: fmtMS(r.P999)})
+		g.cols[2].bars = append(g.cols[2].bars, hbar{v: float64(r.MaxQueue), dot: none, mark: none, text: fmt.Sprint(r.MaxQueue)})
 	}
-	inst := rs[0].Instances
-	return columnChart(fmt.Sprintf("Simulation: %d independent balancers × %d backends, bursts of one request per balancer (workload 4)", inst, len(rs[0].Shares)),
-		"Each balancer has its own strategy object and counts only its own requests in flight.",
-		"Lower is better in every column. Hover a name for the strategy.", []group{g})
+	return columnChart(fmt.Sprintf("Simulation: %d independent balancers × %d backends, bursts of one request per balancer (workload 4)", rs[0].Instances, len(rs[0].Shares)),
+		"Each balancer has its own strategy object and counts only its own requests in flight; leastconn-shared is one object for all (global counts).",
+		"Lower is better in every column. Dashed: a whole burst on one backend. Hover a name for the strategy.", groups)
 }
+
+func loadTitle(load float64) string { return fmt.Sprintf("Load %.0f%% of capacity", load*100) }
 
 func orDash(s string) string {
 	if s == "" {

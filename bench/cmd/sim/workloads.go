@@ -61,14 +61,18 @@ func herd(out *Output, seed uint64, div int) {
 	hc.Seed, hc.Requests, hc.Warmup = seed, hc.Requests/div, hc.Warmup/div
 	fmt.Printf("\n## 4. Herd: %d independent balancers × %d backends, arrivals in bursts of one request per balancer\n\n", hc.Instances, hc.Backends)
 	fmt.Printf("Each balancer has its own strategy object and sees only its own requests in flight. One FIFO server per backend, "+
-		"mean %.0f ms; load %.0f%%; %d measured requests after %d warm-up. max/mean: mean over bursts of the most requests in flight "+
-		"at one backend ÷ the mean over the backends.\n\n", hc.MeanMS, hc.Load*100, hc.Requests, hc.Warmup)
-	fmt.Println("| strategy | max/mean in flight | p50 ms | p99 ms | p99.9 ms | max queue |")
-	fmt.Println("|---|---|---|---|---|---|")
-	for _, p := range sim.Lineup() {
-		r := sim.RunHerd(hc, p)
-		out.Herd = append(out.Herd, r)
-		fmt.Printf("| %s — %s | %.2f | %.2f | %s | %s | %d |\n", r.Policy, r.Note, r.Imbalance, r.P50, ms(r.P99), ms(r.P999), r.MaxQueue)
+		"mean %.0f ms; %d measured requests after %d warm-up per load. max/mean: mean over bursts of the most requests in flight "+
+		"at one backend ÷ the mean over the backends; max queue: the most in flight at one backend in the run (a whole burst is %d).\n\n",
+		hc.MeanMS, hc.Requests, hc.Warmup, hc.Instances)
+	fmt.Println("| load | strategy | max/mean in flight | p50 ms | p99 ms | p99.9 ms | max queue |")
+	fmt.Println("|---|---|---|---|---|---|---|")
+	for _, load := range sim.HerdLoads {
+		hc.Load = load
+		for _, p := range sim.HerdPolicies() {
+			r := sim.RunHerd(hc, p)
+			out.Herd = append(out.Herd, r)
+			fmt.Printf("| %.0f%% | %s — %s | %.2f | %.2f | %s | %s | %d |\n", load*100, r.Policy, r.Note, r.Imbalance, r.P50, ms(r.P99), ms(r.P999), r.MaxQueue)
+		}
 	}
 	trials := max(2000/div, 100)
 	fmt.Printf("\nn balls into n bins (n picks, none finishing; one balancer), mean over %d trials of the fullest bin; "+
