@@ -346,17 +346,18 @@ func (e *engine) update() {
 			in.weigher.Report(now, i, r)
 		}
 		ws := make([]int, len(e.srv))
-		if !in.weigher.Weights(now, ws) {
+		scale, ok := in.weigher.Weights(now, ws)
+		if !ok {
 			continue
 		}
 		for i := range ws {
 			ws[i] = max(ws[i], 1) // a Set's weights are at least 1
 		}
-		if equalInts(ws, in.set.Weights) {
+		if scale == in.set.Scale && equalInts(ws, in.set.Weights) {
 			continue
 		}
 		set := *in.set
-		set.Weights = ws
+		set.Weights, set.Scale = ws, max(scale, 1)
 		in.set = &set
 		in.picker = in.strat.Picker(in.set)
 	}

@@ -53,8 +53,9 @@ type Weigher interface {
 	// Report is backend i's report over the period that ends at now.
 	Report(now time.Time, i int, r LoadReport)
 	// Weights fills w with the weights to use from now on, one per
-	// backend, and reports whether it did; false keeps the current ones.
-	Weights(now time.Time, w []int) bool
+	// backend, in units of 1/scale of a configured weight, and reports
+	// whether it did; false keeps the current ones.
+	Weights(now time.Time, w []int) (scale int, ok bool)
 }
 
 // lineup lists the strategies that every workload without keys runs, in

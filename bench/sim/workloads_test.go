@@ -64,7 +64,7 @@ func heldIndex(q string) int {
 }
 
 // smallCaps is a short capacity workload that still measures after A58's
-// 10 s blackout (60 000 warm-up requests ≈ 14 s).
+// 10 s blackout and the queues built up during it have drained.
 func smallCaps() CapConfig {
 	cc := DefaultCapacities()
 	cc.Requests = 20_000
@@ -88,6 +88,19 @@ func TestCapacities(t *testing.T) {
 	lc := RunCapacities(cc, policy(t, ps, "leastconn"))
 	assert.Less(t, lc.TV, swrr.TV/2)
 	assert.Greater(t, lc.TV, capw.TV)
+
+	// Dynamic weights learn the capacities: far closer to the ideal than
+	// SWRR with the weights it was configured with, and than least
+	// connections.
+	for _, name := range []string{"dynamic-orca", "dynamic-measured"} {
+		d := RunCapacities(cc, policy(t, ps, name))
+		assert.Less(t, d.TV, swrr.TV/10, name)
+		assert.Less(t, d.TV, lc.TV, name)
+		assert.Less(t, d.P99, 10*capw.P99, "%s: settled, no queue left from the blackout", name)
+	}
+	// From a cold start the blackout (10 s of equal weights) shows.
+	cold := RunCapacities(cc.Cold(12), policy(t, ps, "dynamic-orca"))
+	assert.Greater(t, cold.TV, 0.2)
 }
 
 func smallHot() HotConfig {

@@ -45,10 +45,12 @@ type Output struct {
 	Runs       []sim.Result
 	MidRun     []MidRow
 	Capacities []sim.CapResult
-	HotKeys    []sim.HotResult
-	Herd       []sim.HerdResult
-	Bins       []sim.BinsResult
-	Hash       []HashSummary
+	// CapacitiesCold: the same from a cold start.
+	CapacitiesCold []sim.CapResult
+	HotKeys        []sim.HotResult
+	Herd           []sim.HerdResult
+	Bins           []sim.BinsResult
+	Hash           []HashSummary
 }
 
 // HashSummary is the consistent-hash measurement at one backend count.
