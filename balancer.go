@@ -93,8 +93,9 @@ type snapshot struct {
 // [github.com/tinylb/lb/strategy] for the interface and how to write one.
 type Strategy = strategy.Strategy
 
-// KeyFunc extracts the hashing key of a request for [ConsistentHash]. An
-// empty key means "no affinity": the request is balanced round robin.
+// KeyFunc extracts the hashing key of a request for [ConsistentHash] and
+// [BoundedHash]. An empty key means "no affinity": the request is balanced
+// round robin.
 type KeyFunc func(*http.Request) string
 
 // RoundRobin returns a strategy that sends requests to the usable backends
@@ -124,6 +125,25 @@ func LeastConn() Strategy { return strategy.NewLeastConn() }
 // next backend on the ring. An empty key falls back to round robin.
 func ConsistentHash(key KeyFunc) Strategy { return strategy.NewConsistentHash(key) }
 
+// BoundedHash returns consistent hashing with bounded loads (Mirrokni et
+// al., SODA 2018) on the [ConsistentHash] ring: a key goes to its backend
+// on the ring unless that backend already has its share of the requests
+// in flight, c times the average (by weight, rounded up), and then to the
+// next backend along the ring with room. This is HAProxy's
+// "hash-balance-factor" with c = factor/100: 1.25 holds every backend
+// to 125% of the average, so a hot key spills over to a few neighbours
+// instead of overloading one backend, and returns home as its load falls.
+// While loads are low every key goes where ConsistentHash sends it. An
+// empty key falls back to round robin.
+//
+// c must be a finite number of at least 1. BoundedHash does not fail: a c
+// below 1 (or NaN) works as 1 and +Inf as no bound, but New refuses such a
+// strategy with a panic naming it, as it does options that cannot work.
+// Check a c from configuration first with the strategy's Validate method
+// (see [strategy.BoundedHash.Validate]); its error wraps
+// [strategy.ErrInvalidBalanceFactor].
+func BoundedHash(key KeyFunc, c float64) Strategy { return strategy.NewBoundedHash(key, c) }
+
 // New returns a balancer over pool using s (round robin if nil). It starts
 // the health checkers the options ask for; [Balancer.Close] stops them.
 //
@@ -136,14 +156,20 @@ func ConsistentHash(key KeyFunc) Strategy { return strategy.NewConsistentHash(ke
 //
 // Options that cannot work (a negative duration, a threshold out of range)
 // make New panic with a message naming the option: they are programming
-// errors. Check options that come from configuration with their Validate
-// methods first.
+// errors. So does a strategy with a Validate() error method that reports
+// one, such as [BoundedHash] with a c below 1. Check options and strategies
+// that come from configuration with their Validate methods first.
 func New(pool *Pool, s Strategy, opts ...Option) *Balancer {
 	if pool == nil {
 		panic("lb: New with a nil *Pool")
 	}
 	if s == nil {
 		s = RoundRobin()
+	}
+	if v, ok := s.(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			panic("lb: New: " + err.Error())
+		}
 	}
 	b := &Balancer{pool: pool, strat: s, now: time.Now}
 	for _, o := range opts {

@@ -204,6 +204,51 @@ func ExampleConsistentHash() {
 	// carol: 5 requests, all on one backend: true
 }
 
+func ExampleBoundedHash() {
+	// Three backends. A request with an X-Hold header stays in flight until
+	// released.
+	release, arrived := make(chan struct{}), make(chan string)
+	var urls []string
+	for _, name := range []string{"a", "b", "c"} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("X-Hold") != "" {
+				arrived <- name
+				<-release
+			}
+			io.WriteString(w, name)
+		}))
+		defer srv.Close()
+		urls = append(urls, srv.URL)
+	}
+	// Where a plain consistent hash sends alice.
+	plain := lb.New(poolOver(urls), lb.ConsistentHash(lb.HeaderKey("X-User")))
+	defer plain.Close()
+	plainFront := httptest.NewServer(plain)
+	defer plainFront.Close()
+	home := getN(plainFront.URL, 1, http.Header{"X-User": {"alice"}})
+
+	// No backend may take more than 1.25 times the average of the
+	// requests in flight (rounded up).
+	bal := lb.New(poolOver(urls), lb.BoundedHash(lb.HeaderKey("X-User"), 1.25))
+	defer bal.Close()
+	front := httptest.NewServer(bal)
+	defer front.Close()
+	held := http.Header{"X-User": {"alice"}, "X-Hold": {"1"}}
+	done := make(chan string, 2)
+	go func() { done <- getN(front.URL, 1, held) }()
+	first := <-arrived
+	go func() { done <- getN(front.URL, 1, held) }()
+	second := <-arrived
+	fmt.Println("alice's first request goes to her backend:", first == home)
+	fmt.Println("her second, with the first in flight, goes to another:", second != home)
+	close(release)
+	<-done
+	<-done
+	// Output:
+	// alice's first request goes to her backend: true
+	// her second, with the first in flight, goes to another: true
+}
+
 // primaryFirst is a custom strategy: every request goes to the first
 // usable backend in pool order, so the backends after it are standbys that
 // take traffic only when it is down, removed, or failed the request.

@@ -2,6 +2,7 @@ package strategy
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"sync/atomic"
@@ -82,6 +83,45 @@ func BenchmarkConsistentHash(b *testing.B) {
 	benchPick(b, func() Strategy { return NewConsistentHash(headerKey) })
 }
 
+// BenchmarkBoundedHash is ConsistentHash's benchmark for BoundedHash with
+// c = 1.25: every Pick is followed by its Done, so the bound never binds
+// and this is the cost of the counting on top of the ring.
+func BenchmarkBoundedHash(b *testing.B) {
+	benchPick(b, func() Strategy { return NewBoundedHash(headerKey, 1.25) })
+}
+
+// BenchmarkBoundedHashLoaded measures BoundedHash at 10 members of weight
+// 1 with 1,000 requests of Zipf(1.1)-popular keys in flight, c = 1.1 and
+// 1.25: each Pick is of a Zipf key and is followed by the Done of the
+// oldest request, so the hot keys' homes are full and their picks walk.
+func BenchmarkBoundedHashLoaded(b *testing.B) {
+	set := newSet(hostEndpoints(10), nil)
+	rng := rand.New(rand.NewPCG(1, 1))
+	zipf := rand.NewZipf(rng, 1.1, 1, 9999)
+	reqs := make([]*http.Request, 4096)
+	for i := range reqs {
+		reqs[i] = keyReq(fmt.Sprintf("user-%011d", zipf.Uint64()))
+	}
+	for _, c := range []float64{1.1, 1.25} {
+		b.Run(fmt.Sprint(c), func(b *testing.B) {
+			p := NewBoundedHash(headerKey, c).Picker(set)
+			o := p.(Observer)
+			const inflight = 1000
+			ring := make([]int, inflight) // the requests in flight, oldest at k%inflight
+			for k := range ring {
+				ring[k] = p.Pick(reqs[k], nil)
+			}
+			b.ReportAllocs()
+			k := 0
+			for b.Loop() {
+				o.Done(ring[k%inflight], Success)
+				ring[k%inflight] = p.Pick(reqs[(k+inflight)&4095], nil)
+				k++
+			}
+		})
+	}
+}
+
 // peerKeyRequests carry, as their URL path, the keys that
 // ../shared/bench/pick hashes for buraksezer/consistent, maglev and jump
 // ("user-<i*7919>/session/<i>"), so that ConsistentHash/peer-keys compares
@@ -138,6 +178,7 @@ func BenchmarkRetry(b *testing.B) {
 		{"SmoothWeighted", NewSmoothWeighted()},
 		{"LeastConn", NewLeastConn()},
 		{"ConsistentHash", NewConsistentHash(headerKey)},
+		{"BoundedHash", NewBoundedHash(headerKey, 1.25)},
 	} {
 		b.Run(s.name, func(b *testing.B) {
 			p := s.s.Picker(set)

@@ -6,15 +6,17 @@ import (
 	"testing"
 )
 
-// FuzzStrategies drives the four strategies through random sequences of
+// FuzzStrategies drives the five strategies through random sequences of
 // membership, health and weight changes (each builds new pickers, while
 // requests picked earlier finish on the pickers that made them),
 // interleaved with picks, retries and completions. The invariants:
 //
 //   - Pick returns a position listed in Set.Usable, never a tried member,
 //     and -1 only when every usable member is tried;
-//   - least connections counts exactly the requests in flight per member;
-//   - a consistent-hash picker that reuses a ring agrees with a fresh one;
+//   - least connections and bounded hashing count exactly the requests in
+//     flight per member;
+//   - a consistent-hash picker that reuses a ring agrees with a fresh one,
+//     and so does a bounded-hash picker while it has nothing in flight;
 //   - smooth weighted round robin is exact over whole cycles while nothing
 //     changes (§1): both for a fresh SmoothWeighted per Set and for the
 //     long-lived one whenever its state is back at the start of a cycle.
@@ -51,8 +53,8 @@ type fuzzer struct {
 	scale    int
 	maxFails int
 
-	strategies [4]Strategy // RoundRobin, SmoothWeighted, LeastConn, ConsistentHash
-	pickers    [4]Picker
+	strategies [5]Strategy // RoundRobin, SmoothWeighted, LeastConn, ConsistentHash, BoundedHash
+	pickers    [5]Picker
 	set        *Set
 	pending    []pendingPick // picks not yet Done, oldest first
 
@@ -83,7 +85,8 @@ func newFuzzer(t *testing.T, cfg byte) *fuzzer {
 		fz.pool[i] = &testEP{name: string(rune('a' + i)), key: fmt.Sprintf("http://10.0.0.%d:80", i+1), w: fuzzWeights[i]}
 		fz.in[i], fz.up[i] = true, true
 	}
-	fz.strategies = [4]Strategy{NewRoundRobin(), NewSmoothWeighted(), NewLeastConn(), NewConsistentHash(headerKey)}
+	fz.strategies = [5]Strategy{NewRoundRobin(), NewSmoothWeighted(), NewLeastConn(), NewConsistentHash(headerKey),
+		NewBoundedHash(headerKey, 1.25)}
 	fz.rebuild()
 	return fz
 }
@@ -175,6 +178,7 @@ func (fz *fuzzer) pick(n int, tried *Tried) {
 	if tried.Len() == 0 {
 		fz.startCycle()
 	}
+	idle := fz.idle(4) // before this pick
 	for s, p := range fz.pickers {
 		i := p.Pick(r, tried)
 		switch {
@@ -190,12 +194,12 @@ func (fz *fuzzer) pick(n int, tried *Tried) {
 		case tried.Has(set.All[i]):
 			t.Fatalf("strategy %d: picked tried member %d", s, i)
 		}
-		if s == 3 && tried.Len() == 0 && key != "" {
+		if (s == 3 || s == 4 && idle) && tried.Len() == 0 && key != "" {
 			if fz.freshHash == nil {
 				fz.freshHash = NewConsistentHash(headerKey).Picker(set)
 			}
 			if j := fz.freshHash.Pick(r, nil); j != i {
-				t.Fatalf("consistent hash: key %q went to %d; a fresh ring says %d", key, i, j)
+				t.Fatalf("strategy %d: key %q went to %d; a fresh consistent-hash ring says %d", s, key, i, j)
 			}
 		}
 		if s == 1 && fz.cycle != nil {
@@ -288,13 +292,17 @@ func (fz *fuzzer) done(r Result) {
 	pp.p.Done(pp.i, r)
 }
 
-// checkConns checks that least connections counts exactly the pending picks
-// of each member.
+// checkConns checks that least connections and bounded hashing count
+// exactly the pending picks of each member.
 func (fz *fuzzer) checkConns() {
 	want := make(map[Endpoint]int)
+	bounded := make(map[Endpoint]int)
 	for _, pp := range fz.pending {
-		if pp.s == 2 {
+		switch pp.s {
+		case 2:
 			want[pp.e]++
+		case 4:
+			bounded[pp.e]++
 		}
 	}
 	got := lcConns(fz.pickers[2])
@@ -303,6 +311,22 @@ func (fz *fuzzer) checkConns() {
 			fz.t.Fatalf("least conn: %v in flight on %v; want %d", got[i], e, want[e])
 		}
 	}
+	bh := fz.strategies[4].(*BoundedHash)
+	for _, e := range fz.pool {
+		if got := bh.InFlight(e); got != bounded[e] {
+			fz.t.Fatalf("bounded hash: %v in flight on %v; want %d", got, e, bounded[e])
+		}
+	}
+}
+
+// idle reports whether strategy s has no pick pending.
+func (fz *fuzzer) idle(s int) bool {
+	for _, pp := range fz.pending {
+		if pp.s == s {
+			return false
+		}
+	}
+	return true
 }
 
 func (fz *fuzzer) usable(i int) bool {

@@ -63,7 +63,11 @@ func NewConsistentHash(key func(*http.Request) string) *ConsistentHash {
 
 // Picker returns a picker over set. It builds a new ring only if set.All or
 // the configured weights of its members differ from the previous Set's.
-func (c *ConsistentHash) Picker(set *Set) Picker {
+func (c *ConsistentHash) Picker(set *Set) Picker { return c.newPicker(set) }
+
+// newPicker is Picker with the concrete type, for [BoundedHash], which
+// walks the same ring.
+func (c *ConsistentHash) newPicker(set *Set) *hashPicker {
 	p := &hashPicker{
 		key: c.key,
 		rr:  rrPicker{next: &c.next, retry: &c.retry, all: set.All, usable: set.Usable},

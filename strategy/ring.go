@@ -187,6 +187,24 @@ func (r *ring) link() {
 // in tried. A run of points of one owner costs one step. It returns -1 if no
 // point has an owner that qualifies.
 func (r *ring) lookup(h uint32, ok []bool, all []Endpoint, tried *Tried) int {
+	j := r.start(h)
+	if j < 0 {
+		return -1
+	}
+	check := tried.Len() > 0
+	for range r.runs + 1 {
+		m := r.owner[j]
+		if ok[m] && (!check || !tried.Has(all[m])) {
+			return int(m)
+		}
+		j = int(r.next[j])
+	}
+	return -1
+}
+
+// start returns the first point at or after h, wrapping round to point 0,
+// or -1 if the ring has no point.
+func (r *ring) start(h uint32) int {
 	n := len(r.hashes)
 	if n == 0 {
 		return -1
@@ -204,13 +222,5 @@ func (r *ring) lookup(h uint32, ok []bool, all []Endpoint, tried *Tried) int {
 	if j == n {
 		j = 0
 	}
-	check := tried.Len() > 0
-	for range r.runs + 1 {
-		m := r.owner[j]
-		if ok[m] && (!check || !tried.Has(all[m])) {
-			return int(m)
-		}
-		j = int(r.next[j])
-	}
-	return -1
+	return j
 }

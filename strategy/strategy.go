@@ -1,6 +1,7 @@
 // Package strategy defines how a balancer chooses a backend for a request,
 // and holds the built-in strategies: round robin, nginx's smooth weighted
-// round robin, weighted least connections and a ketama consistent-hash ring.
+// round robin, weighted least connections, a ketama consistent-hash ring and
+// the same ring with bounded loads.
 //
 // The package does not know about HTTP proxying or health checking. A
 // balancer describes its members to a [Strategy] as an immutable [Set]
@@ -10,7 +11,8 @@
 // that must survive a rebuild (counters, smooth-weighted state) is kept by
 // the Strategy and shared with its pickers by pointer.
 //
-// The built-in strategies follow nginx's, pick for pick:
+// The built-in strategies follow nginx's, pick for pick, and the bounded
+// one HAProxy's:
 //
 //   - [NewRoundRobin]: plain round robin over the usable members.
 //   - [NewSmoothWeighted]: smooth weighted round robin, with effective
@@ -19,6 +21,10 @@
 //     smooth weighted pass.
 //   - [NewConsistentHash]: a ketama ring, 160 points per weight unit, that
 //     keeps each key on one member.
+//   - [NewBoundedHash]: the same ring with bounded loads (HAProxy's
+//     hash-balance-factor): a key stays on its member until that member
+//     has c times its share of the requests in flight, and then spills to
+//     the next member along the ring.
 //
 // Writing a strategy means implementing [Strategy] and [Picker]; implement
 // [Observer] as well when the strategy learns from outcomes.
