@@ -2,6 +2,9 @@ package sim
 
 import (
 	"math"
+	"net/http"
+
+	"github.com/tinylb/lb/strategy"
 )
 
 // HotConfig is the hot-key workload: requests whose keys follow a Zipf
@@ -74,16 +77,21 @@ type HotResult struct {
 	// KeysMoved is the fraction of the keys requested whose most frequent
 	// backend changes when the backend joins.
 	KeysMoved float64
+	// OffFirst is the fraction of the measured requests sent to another
+	// backend than the plain ring's choice for their key (the ring of
+	// strategy.ConsistentHash, which BoundedHash shares).
+	OffFirst float64
 	// Spread is the mean number of backends a key's requests went to,
 	// weighted by requests (1 for a plain ring).
 	Spread float64
 }
 
 // RunHotKeys simulates p under hc, and again with one more backend.
-func RunHotKeys(hc HotConfig, p Policy, factor float64) HotResult {
+func RunHotKeys(hc HotConfig, p Policy) HotResult {
 	a := run(hc.workload(0), p)
 	b := run(hc.workload(1), p)
-	r := HotResult{Result: a.result(p), Factor: factor}
+	r := HotResult{Result: a.result(p), Factor: p.Factor}
+	r.OffFirst = offFirst(a)
 	r.Load = hc.Load
 	r.ShareMaxAvg = maxOverMean(a.counts)
 	r.InFlightMaxAvg = r.Imbalance
@@ -109,6 +117,28 @@ func RunHotKeys(hc HotConfig, p Policy, factor float64) HotResult {
 	r.KeysMoved = float64(changed) / float64(seen)
 	r.Spread = sa
 	return r
+}
+
+// offFirst returns the fraction of e's measured requests that did not go
+// to their key's backend on the plain ring.
+func offFirst(e *engine) float64 {
+	set := e.inst[0].set
+	pk := strategy.NewConsistentHash(keyOf).Picker(set)
+	req := &http.Request{Header: http.Header{}}
+	var kv [1]string
+	req.Header["X-Key"] = kv[:]
+	first := make([]int32, len(e.w.zipf.names))
+	for k := range first {
+		kv[0] = e.w.zipf.names[k]
+		first[k] = int32(pk.Pick(req, nil))
+	}
+	off := 0
+	for k, b := range e.picks {
+		if first[e.keyIdx[k]] != b {
+			off++
+		}
+	}
+	return float64(off) / float64(len(e.picks))
 }
 
 // modal returns each key's most frequent backend (−1 for keys never

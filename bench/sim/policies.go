@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -33,6 +34,9 @@ type Policy struct {
 	// Keyed: every request carries a key in its X-Key header (a fresh
 	// random one, or a Zipf-distributed one in the hot-key workload).
 	Keyed bool
+	// Factor is the capacity factor c of a bounded-load hash policy, for
+	// reports; 0 for the others.
+	Factor float64 `json:",omitempty"`
 	// Weigher, if set, gives each instance dynamic weights: every update
 	// period the backends' load reports go to it and the weights it
 	// returns become the instance's Set.Weights.
@@ -70,6 +74,13 @@ var lineup = []Policy{
 // bounded ones are added per capacity factor by HotKeyPolicies.
 var hashLineup = []Policy{
 	{Name: "hash", Note: "consistent hash", Keyed: true, New: func(Env) strategy.Strategy { return strategy.NewConsistentHash(keyOf) }},
+}
+
+// boundedPolicies returns the bounded-load hash policies at capacity
+// factor c (HAProxy's hash-balance-factor c×100).
+func boundedPolicies(c float64) []Policy {
+	return []Policy{{Name: fmt.Sprintf("bounded-%g", c), Note: fmt.Sprintf("bounded-load consistent hash, c = %g (hash-balance-factor %.0f)", c, c*100),
+		Keyed: true, Factor: c, New: func(Env) strategy.Strategy { return strategy.NewBoundedHash(keyOf, c) }}}
 }
 
 // Lineup returns the load-balancing policies every keyless workload runs.

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"fmt"
 	"math"
 	"testing"
 
@@ -114,7 +115,7 @@ func smallHot() HotConfig {
 // share of the requests and moves none between the others.
 func TestHotKeys(t *testing.T) {
 	hc := smallHot()
-	r := RunHotKeys(hc, policy(t, HotKeyPolicies(hc), "hash"), 0)
+	r := RunHotKeys(hc, policy(t, HotKeyPolicies(hc), "hash"))
 	assert.Greater(t, r.ShareMaxAvg, 1.8)
 	assert.Greater(t, r.ShareMaxAvg, 1/hc.Load, "the hottest backend is offered more than its capacity")
 	assert.InDelta(t, 1.0, r.Spread, 1e-9, "a plain ring sends every key to one backend")
@@ -122,6 +123,32 @@ func TestHotKeys(t *testing.T) {
 	assert.Less(t, r.Moved, 2*r.MovedIdeal)
 	assert.Less(t, r.KeysMoved, 2*r.MovedIdeal)
 	assert.Greater(t, r.KeysMoved, r.MovedIdeal/2)
+}
+
+// TestHotKeysBounded: a bounded-load hash keeps every backend's requests,
+// and those in flight at once, within about c × the mean (Mirrokni et
+// al.'s bound, HAProxy's hash-balance-factor), where the plain ring's
+// hottest backend has over twice the mean; a smaller c spreads hot keys
+// over more backends and sends more requests off their first choice.
+func TestHotKeysBounded(t *testing.T) {
+	hc := smallHot()
+	ps := HotKeyPolicies(hc)
+	plain := RunHotKeys(hc, policy(t, ps, "hash"))
+	var prev *HotResult
+	for _, c := range hc.Factors {
+		r := RunHotKeys(hc, policy(t, ps, fmt.Sprintf("bounded-%g", c)))
+		assert.Equal(t, c, r.Factor)
+		assert.LessOrEqual(t, r.ShareMaxAvg, c, "c=%g", c)
+		assert.Less(t, r.InFlightMaxAvg, c+0.1, "c=%g: the bound is ⌈c·(m+1)/n⌉", c)
+		assert.Less(t, r.P99, plain.P99/10, "c=%g: no backend overloaded", c)
+		assert.Greater(t, r.Spread, 1.0)
+		if prev != nil {
+			assert.Less(t, r.OffFirst, prev.OffFirst, "c=%g", c)
+			assert.Less(t, r.Spread, prev.Spread, "c=%g", c)
+		}
+		prev = &r
+	}
+	assert.InDelta(t, 0.0, plain.OffFirst, 1e-12)
 }
 
 func smallHerd() HerdConfig {
@@ -169,6 +196,6 @@ func TestWorkloadsDeterministic(t *testing.T) {
 	hk := smallHot()
 	hk.Requests, hk.Warmup = 4_000, 400
 	for _, p := range HotKeyPolicies(hk) {
-		assert.Equal(t, RunHotKeys(hk, p, 0), RunHotKeys(hk, p, 0), p.Name)
+		assert.Equal(t, RunHotKeys(hk, p), RunHotKeys(hk, p), p.Name)
 	}
 }

@@ -44,19 +44,20 @@ func hotKeys(out *Output, seed uint64, div int) {
 	fmt.Printf("%d measured requests after %d warm-up. share max/avg: most requests sent to one backend ÷ the mean; "+
 		"in-flight max/avg: mean over arrivals of the most requests in flight at one backend ÷ the mean; "+
 		"moved: requests (same arrivals and keys) sent elsewhere once backend %d joins (traffic unchanged), ideal 1/(n+1) = %s; "+
-		"keys moved: keys whose most frequent backend changes; spread: backends per key, weighted by requests.\n\n",
+		"keys moved: keys whose most frequent backend changes; off first: requests not on their key's plain-ring backend; "+
+		"spread: backends per key, weighted by requests.\n\n",
 		hc.Requests, hc.Warmup, hc.Backends+1, pct(1/float64(hc.Backends+1)))
-	fmt.Println("| strategy | c | share max/avg | in-flight max/avg | p50 ms | p99 ms | moved on join | keys moved | spread |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| strategy | c | share max/avg | in-flight max/avg | p50 ms | p99 ms | moved on join | keys moved | off first | spread |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
 	for _, p := range sim.HotKeyPolicies(hc) {
-		r := sim.RunHotKeys(hc, p, sim.FactorOf(p))
+		r := sim.RunHotKeys(hc, p)
 		out.HotKeys = append(out.HotKeys, r)
 		c := "—"
 		if r.Factor > 0 {
 			c = fmt.Sprintf("%.2f", r.Factor)
 		}
-		fmt.Printf("| %s — %s | %s | %.3f | %.3f | %.2f | %s | %s | %s | %.2f |\n", r.Policy, r.Note, c, r.ShareMaxAvg, r.InFlightMaxAvg,
-			r.P50, ms(r.P99), pct(r.Moved), pct(r.KeysMoved), r.Spread)
+		fmt.Printf("| %s — %s | %s | %.3f | %.3f | %.2f | %s | %s | %s | %s | %.2f |\n", r.Policy, r.Note, c, r.ShareMaxAvg, r.InFlightMaxAvg,
+			r.P50, ms(r.P99), pct(r.Moved), pct(r.KeysMoved), pct(r.OffFirst), r.Spread)
 	}
 }
 
