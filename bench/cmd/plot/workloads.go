@@ -19,7 +19,8 @@ type simRun struct {
 	Factor         float64   // hot keys
 	ShareMaxAvg    float64
 	InFlightMaxAvg float64
-	Moved          float64
+	KeysMoved      float64
+	OffFirst       float64
 	Instances      int // herd
 	MaxQueue       int
 }
@@ -99,7 +100,8 @@ func capacityChart(rs, cold []simRun) string {
 func hotKeyChart(rs []simRun) string {
 	g := group{cols: []column{{title: "requests per backend: max/avg (red tick: c)", top: 2.5},
 		{title: "in flight per backend: max/avg (red tick: c)", top: 3},
-		{title: "requests moved when an 11th backend joins", top: 0.4, ref: 1.0 / 11}}}
+		{title: "keys whose backend changes when an 11th joins", top: 0.5, ref: 1.0 / 11},
+		{title: "requests not on their key's ring backend", top: 0.5}}}
 	for _, r := range rs {
 		g.rows = append(g.rows, r.Policy)
 		g.tips = append(g.tips, r.Note)
@@ -109,10 +111,11 @@ func hotKeyChart(rs []simRun) string {
 		}
 		g.cols[0].bars = append(g.cols[0].bars, hbar{v: r.ShareMaxAvg, dot: none, mark: c, text: fmt.Sprintf("%.3f", r.ShareMaxAvg), bad: r.ShareMaxAvg > 1/r.Load})
 		g.cols[1].bars = append(g.cols[1].bars, hbar{v: r.InFlightMaxAvg, dot: none, mark: c, text: fmt.Sprintf("%.2f", r.InFlightMaxAvg)})
-		g.cols[2].bars = append(g.cols[2].bars, hbar{v: r.Moved, dot: none, mark: none, text: fmt.Sprintf("%.1f%%", r.Moved*100)})
+		g.cols[2].bars = append(g.cols[2].bars, hbar{v: r.KeysMoved, dot: none, mark: none, text: fmt.Sprintf("%.1f%%", r.KeysMoved*100)})
+		g.cols[3].bars = append(g.cols[3].bars, hbar{v: r.OffFirst, dot: none, mark: none, text: fmt.Sprintf("%.1f%%", r.OffFirst*100)})
 	}
 	return columnChart("Simulation: 10 000 Zipf(1.1) keys over 10 backends, consistent hash with and without bounded loads (workload 3)",
-		"Max/avg of the requests each backend got and of those in flight at once; dashed: the new backend's fair share 1/11.",
+		"Max/avg of the requests each backend got and of those in flight at once; keys moved: most frequent backend; dashed: the new backend's fair share 1/11.",
 		"Orange: the busiest backend is offered more than its capacity (its queue grows for as long as the run lasts).", []group{g})
 }
 
