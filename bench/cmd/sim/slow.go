@@ -78,7 +78,7 @@ func midRun(out *Output) {
 // perBackend prints each backend's share and p99 per strategy.
 func perBackend(title string, rows []sim.Result) {
 	n := len(rows[0].PerBackend)
-	fmt.Printf("\n%s, per backend: share %% / p99 ms\n\n| strategy |", title)
+	fmt.Printf("\n%s, per backend: share %% · p50 / p99 ms\n\n| strategy |", title)
 	for i := range n {
 		fmt.Printf(" b%d |", i+1)
 	}
@@ -86,7 +86,7 @@ func perBackend(title string, rows []sim.Result) {
 	for _, r := range rows {
 		fmt.Printf("| %s |", r.Policy)
 		for _, b := range r.PerBackend {
-			fmt.Printf(" %.1f / %s |", b.Share*100, ms(b.P99))
+			fmt.Printf(" %.1f · %s / %s |", b.Share*100, ms(b.P50), ms(b.P99))
 		}
 		fmt.Println()
 	}
