@@ -57,9 +57,9 @@ func (a *attempt) finish(status int, err error, canceled bool) {
 	be := s.backends[i]
 	be.release()
 	res := strategy.Success
-	var ejectUntil time.Time
+	var ejectUntil, now time.Time
 	if tr := s.trackers[i]; tr != nil {
-		now := b.now()
+		now = b.now()
 		var failed bool
 		failed, ejectUntil = tr.Observe(health.Outcome{
 			Time: now, Err: err, Status: status, Latency: now.Sub(a.start), Canceled: canceled,
@@ -76,7 +76,13 @@ func (a *attempt) finish(status int, err error, canceled bool) {
 	if res == strategy.Failure {
 		be.stats.failures.Add(1)
 	}
-	if s.observer != nil {
+	switch {
+	case s.latency != nil:
+		if now.IsZero() {
+			now = b.now()
+		}
+		s.latency.DoneAfter(i, res, now.Sub(a.start))
+	case s.observer != nil:
 		s.observer.Done(i, res)
 	}
 	if b.events != nil {

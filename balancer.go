@@ -76,12 +76,13 @@ type Balancer struct {
 // modified after it is stored.
 type snapshot struct {
 	picker    strategy.Picker
-	observer  strategy.Observer // picker's feedback hook, nil if it has none
-	backends  []*Backend        // strategy.Set.All
-	trackers  []health.Tracker  // passive-health state of each backend; nil entries without
-	gated     []bool            // backends whose next request is a probe; nil when none
-	usable    int               // number of usable backends
-	refreshAt int64             // UnixNano when the snapshot must be rebuilt; 0 never
+	observer  strategy.Observer        // picker's feedback hook, nil if it has none
+	latency   strategy.LatencyObserver // observer, if it also takes latencies; else nil
+	backends  []*Backend               // strategy.Set.All
+	trackers  []health.Tracker         // passive-health state of each backend; nil entries without
+	gated     []bool                   // backends whose next request is a probe; nil when none
+	usable    int                      // number of usable backends
+	refreshAt int64                    // UnixNano when the snapshot must be rebuilt; 0 never
 	closed    bool
 	panicking bool    // panic mode: balancing over unhealthy backends
 	states    []State // state of each backend, for Stats
@@ -117,6 +118,31 @@ func SmoothWeighted() Strategy { return strategy.NewSmoothWeighted() }
 // smooth weighted pass. Streams and upgraded connections count until they
 // close.
 func LeastConn() Strategy { return strategy.NewLeastConn() }
+
+// LeastRequest returns Envoy's least_request: power of two random choices.
+// Each request draws two backends at random, in proportion to their
+// weights, and goes to the one with fewer requests in flight (at unequal
+// weights, the higher weight/(in flight+1)). Picks take no lock, so it
+// scales where LeastConn's scan under a mutex does not, at the price of a
+// choice that is best of two rather than best of all.
+// [strategy.NewLeastRequest] sets the number of draws and Envoy's
+// active_request_bias.
+func LeastRequest() Strategy {
+	s, _ := strategy.NewLeastRequest(strategy.LeastRequestConfig{}) // the zero config is valid
+	return s
+}
+
+// PeakEWMA returns Finagle's and Linkerd's peak EWMA: power of two random
+// choices on each backend's latency average times its requests in flight
+// plus one. The average takes a slower answer at once and forgets it with a
+// decay time of 10s, so traffic moves away from a backend as soon as it
+// slows down, and back as it recovers. Latencies are measured from the
+// pick to the end of the response body, failures included.
+// [strategy.NewPeakEWMA] sets the decay time and the number of draws.
+func PeakEWMA() Strategy {
+	s, _ := strategy.NewPeakEWMA(strategy.PeakEWMAConfig{}) // the zero config is valid
+	return s
+}
 
 // ConsistentHash returns a ketama consistent-hash ring (nginx's "hash
 // consistent": 160 points per weight unit, derived from each backend's

@@ -104,7 +104,7 @@ func TestContract(t *testing.T) {
 		t.Errorf("picks %s; want %s", s, want)
 	}
 
-	for _, s := range []lb.Strategy{lb.RoundRobin(), lb.SmoothWeighted(), lb.LeastConn(), lb.ConsistentHash(lb.HeaderKey("X-User"))} {
+	for _, s := range []lb.Strategy{lb.RoundRobin(), lb.SmoothWeighted(), lb.LeastConn(), lb.ConsistentHash(lb.HeaderKey("X-User")), lb.LeastRequest(), lb.PeakEWMA()} {
 		if s == nil {
 			t.Error("a strategy constructor returned nil")
 		}

@@ -181,6 +181,70 @@ func ExampleLeastConn() {
 	// report served by a
 }
 
+func ExampleLeastRequest() {
+	// Backend a is slow on /report: it answers only when told to.
+	busy, release := make(chan struct{}), make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/report" {
+			close(busy)
+			<-release
+		}
+		io.WriteString(w, "a")
+	}))
+	defer slow.Close()
+	urls, stop := startBackends("b", "c")
+	defer stop()
+
+	bal := lb.New(poolOver([]string{slow.URL, urls[0], urls[1]}), lb.LeastRequest())
+	defer bal.Close()
+	front := httptest.NewServer(bal)
+	defer front.Close()
+
+	done := make(chan string)
+	go func() { done <- getN(front.URL+"/report", 1, nil) }()
+	<-busy
+	// While a works on the report, a request goes to it only when both
+	// of its draws are a: one in nine.
+	served := map[string]int{}
+	for _, s := range strings.Fields(getN(front.URL, 180, nil)) {
+		served[s]++
+	}
+	fmt.Println("a served the fewest:", served["a"] < served["b"] && served["a"] < served["c"])
+	close(release)
+	fmt.Println("report served by", <-done)
+	// Output:
+	// a served the fewest: true
+	// report served by a
+}
+
+func ExamplePeakEWMA() {
+	// Backend a takes 20 ms to answer, b and c answer at once.
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(20 * time.Millisecond)
+		io.WriteString(w, "a")
+	}))
+	defer slow.Close()
+	urls, stop := startBackends("b", "c")
+	defer stop()
+
+	bal := lb.New(poolOver([]string{slow.URL, urls[0], urls[1]}), lb.PeakEWMA())
+	defer bal.Close()
+	front := httptest.NewServer(bal)
+	defer front.Close()
+
+	// Once a has answered, its latency average is far above the others':
+	// it gets a request only when both draws are a.
+	served := map[string]int{}
+	for _, s := range strings.Fields(getN(front.URL, 180, nil)) {
+		served[s]++
+	}
+	fmt.Println("a served the fewest:", served["a"] < served["b"] && served["a"] < served["c"])
+	fmt.Println("a served under a quarter:", served["a"] < 180/4)
+	// Output:
+	// a served the fewest: true
+	// a served under a quarter: true
+}
+
 func ExampleConsistentHash() {
 	urls, stop := startBackends("a", "b", "c", "d")
 	defer stop()

@@ -214,6 +214,7 @@ func (b *Balancer) publishLocked() {
 	}
 	s.picker = b.strat.Picker(set)
 	s.observer, _ = s.picker.(strategy.Observer)
+	s.latency, _ = s.picker.(strategy.LatencyObserver)
 	b.snap.Store(s)
 
 	for i, be := range members {

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // benchSizes are the member counts every strategy is measured at.
@@ -75,6 +76,35 @@ func BenchmarkSmoothWeighted(b *testing.B) {
 
 func BenchmarkLeastConn(b *testing.B) {
 	benchPick(b, func() Strategy { return NewLeastConn() })
+}
+
+func BenchmarkLeastRequest(b *testing.B) {
+	benchPick(b, func() Strategy { return newLR(b, LeastRequestConfig{}) })
+}
+
+// BenchmarkPeakEWMA includes reading the monotonic clock once per pick.
+// Done, without a latency, only ends the request: see
+// BenchmarkPeakEWMADoneAfter for the one that observes.
+func BenchmarkPeakEWMA(b *testing.B) {
+	benchPick(b, func() Strategy { return newPE(b, PeakEWMAConfig{}) })
+}
+
+// BenchmarkPeakEWMADoneAfter is a pick and the DoneAfter that observes its
+// latency, with the clock read twice, at 10 members of mixed weights.
+func BenchmarkPeakEWMADoneAfter(b *testing.B) {
+	all := make([]Endpoint, 10)
+	for i := range all {
+		all[i] = &testEP{key: fmt.Sprintf("http://10.0.0.%d:80", i+1), w: 1 + i%3}
+	}
+	p := newPE(b, PeakEWMAConfig{}).Picker(newSet(all, nil))
+	lo := p.(LatencyObserver)
+	b.ReportAllocs()
+	k := 0
+	for b.Loop() {
+		i := p.Pick(nil, nil)
+		lo.DoneAfter(i, Success, time.Duration(1+k%64)*time.Millisecond)
+		k++
+	}
 }
 
 // BenchmarkConsistentHash includes the key func, which reads a 16-byte key
@@ -179,6 +209,8 @@ func BenchmarkRetry(b *testing.B) {
 		{"LeastConn", NewLeastConn()},
 		{"ConsistentHash", NewConsistentHash(headerKey)},
 		{"BoundedHash", NewBoundedHash(headerKey, 1.25)},
+		{"LeastRequest", newLR(b, LeastRequestConfig{})},
+		{"PeakEWMA", newPE(b, PeakEWMAConfig{})},
 	} {
 		b.Run(s.name, func(b *testing.B) {
 			p := s.s.Picker(set)

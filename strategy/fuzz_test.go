@@ -4,17 +4,19 @@ import (
 	"fmt"
 	"strconv"
 	"testing"
+	"time"
 )
 
-// FuzzStrategies drives the five strategies through random sequences of
+// FuzzStrategies drives the seven strategies through random sequences of
 // membership, health and weight changes (each builds new pickers, while
 // requests picked earlier finish on the pickers that made them),
 // interleaved with picks, retries and completions. The invariants:
 //
 //   - Pick returns a position listed in Set.Usable, never a tried member,
 //     and -1 only when every usable member is tried;
-//   - least connections and bounded hashing count exactly the requests in
-//     flight per member;
+//   - least connections, least request and peak EWMA count exactly the
+//     requests in flight per member;
+//   - bounded hashing counts exactly the requests in flight per member too;
 //   - a consistent-hash picker that reuses a ring agrees with a fresh one,
 //     and so does a bounded-hash picker while it has nothing in flight;
 //   - smooth weighted round robin is exact over whole cycles while nothing
@@ -53,8 +55,9 @@ type fuzzer struct {
 	scale    int
 	maxFails int
 
-	strategies [5]Strategy // RoundRobin, SmoothWeighted, LeastConn, ConsistentHash, BoundedHash
-	pickers    [5]Picker
+	strategies [7]Strategy // RoundRobin, SmoothWeighted, LeastConn, ConsistentHash, LeastRequest, PeakEWMA, BoundedHash
+	pickers    [7]Picker
+	clock      clock // PeakEWMA's, a millisecond further at every op
 	set        *Set
 	pending    []pendingPick // picks not yet Done, oldest first
 
@@ -85,7 +88,15 @@ func newFuzzer(t *testing.T, cfg byte) *fuzzer {
 		fz.pool[i] = &testEP{name: string(rune('a' + i)), key: fmt.Sprintf("http://10.0.0.%d:80", i+1), w: fuzzWeights[i]}
 		fz.in[i], fz.up[i] = true, true
 	}
-	fz.strategies = [5]Strategy{NewRoundRobin(), NewSmoothWeighted(), NewLeastConn(), NewConsistentHash(headerKey),
+	lr, err := NewLeastRequest(LeastRequestConfig{Rand: seeded(uint64(cfg))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pe, err := NewPeakEWMA(PeakEWMAConfig{Rand: seeded(uint64(cfg) + 1), Now: fz.clock.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fz.strategies = [7]Strategy{NewRoundRobin(), NewSmoothWeighted(), NewLeastConn(), NewConsistentHash(headerKey), lr, pe,
 		NewBoundedHash(headerKey, 1.25)}
 	fz.rebuild()
 	return fz
@@ -98,6 +109,7 @@ func newFuzzer(t *testing.T, cfg byte) *fuzzer {
 func (fz *fuzzer) do(b byte) {
 	m := int(b&7) % fuzzPool
 	arg := int(b>>3) & 3
+	fz.clock.advance(time.Millisecond)
 	switch b >> 5 {
 	case 0:
 		fz.in[m] = true
@@ -178,7 +190,7 @@ func (fz *fuzzer) pick(n int, tried *Tried) {
 	if tried.Len() == 0 {
 		fz.startCycle()
 	}
-	idle := fz.idle(4) // before this pick
+	idle := fz.idle(6) // before this pick
 	for s, p := range fz.pickers {
 		i := p.Pick(r, tried)
 		switch {
@@ -194,7 +206,7 @@ func (fz *fuzzer) pick(n int, tried *Tried) {
 		case tried.Has(set.All[i]):
 			t.Fatalf("strategy %d: picked tried member %d", s, i)
 		}
-		if (s == 3 || s == 4 && idle) && tried.Len() == 0 && key != "" {
+		if (s == 3 || s == 6 && idle) && tried.Len() == 0 && key != "" {
 			if fz.freshHash == nil {
 				fz.freshHash = NewConsistentHash(headerKey).Picker(set)
 			}
@@ -289,29 +301,37 @@ func (fz *fuzzer) done(r Result) {
 	if pp.s == 1 && r == Failure && fz.maxFails > 0 {
 		fz.cycle = nil // the failure lowers an effective weight
 	}
+	if lo, ok := pp.p.(LatencyObserver); ok && r != Ignored {
+		lo.DoneAfter(pp.i, r, time.Duration(pp.i+1)*3*time.Millisecond)
+		return
+	}
 	pp.p.Done(pp.i, r)
 }
 
-// checkConns checks that least connections and bounded hashing count
-// exactly the pending picks of each member.
+// checkConns checks that least connections, least request and peak EWMA
+// count exactly the pending picks of each member.
 func (fz *fuzzer) checkConns() {
-	want := make(map[Endpoint]int)
+	for s, counts := range map[int]func(Picker) []int{2: lcConns, 4: lrActive, 5: pePending} {
+		want := make(map[Endpoint]int)
+		for _, pp := range fz.pending {
+			if pp.s == s {
+				want[pp.e]++
+			}
+		}
+		got := counts(fz.pickers[s])
+		for i, e := range fz.set.All {
+			if got[i] != want[e] {
+				fz.t.Fatalf("strategy %d: %v in flight on %v; want %d", s, got[i], e, want[e])
+			}
+		}
+	}
 	bounded := make(map[Endpoint]int)
 	for _, pp := range fz.pending {
-		switch pp.s {
-		case 2:
-			want[pp.e]++
-		case 4:
+		if pp.s == 6 {
 			bounded[pp.e]++
 		}
 	}
-	got := lcConns(fz.pickers[2])
-	for i, e := range fz.set.All {
-		if got[i] != want[e] {
-			fz.t.Fatalf("least conn: %v in flight on %v; want %d", got[i], e, want[e])
-		}
-	}
-	bh := fz.strategies[4].(*BoundedHash)
+	bh := fz.strategies[6].(*BoundedHash)
 	for _, e := range fz.pool {
 		if got := bh.InFlight(e); got != bounded[e] {
 			fz.t.Fatalf("bounded hash: %v in flight on %v; want %d", got, e, bounded[e])

@@ -1,7 +1,8 @@
 // Package strategy defines how a balancer chooses a backend for a request,
 // and holds the built-in strategies: round robin, nginx's smooth weighted
-// round robin, weighted least connections, a ketama consistent-hash ring and
-// the same ring with bounded loads.
+// round robin, weighted least connections, a ketama consistent-hash ring,
+// the same ring with bounded loads, and the power-of-two-choices
+// strategies of Envoy and Finagle.
 //
 // The package does not know about HTTP proxying or health checking. A
 // balancer describes its members to a [Strategy] as an immutable [Set]
@@ -26,11 +27,27 @@
 //     has c times its share of the requests in flight, and then spills to
 //     the next member along the ring.
 //
+// Two more follow the proxies that made power of two random choices
+// (Mitzenmacher 2001) the usual default, drawing two members in proportion
+// to their weights and sending the request to the less loaded:
+//
+//   - [NewLeastRequest]: Envoy's least_request, the one with fewer requests
+//     in flight, relative to its weight.
+//   - [NewPeakEWMA]: Finagle's peak EWMA, the one with the lower latency
+//     average times requests in flight plus one.
+//
+// Their picks take no lock at all, where the nginx strategies take the
+// strategy's mutex.
+//
 // Writing a strategy means implementing [Strategy] and [Picker]; implement
-// [Observer] as well when the strategy learns from outcomes.
+// [Observer] as well when the strategy learns from outcomes, and
+// [LatencyObserver] when it learns from latencies.
 package strategy
 
-import "net/http"
+import (
+	"net/http"
+	"time"
+)
 
 // Endpoint is a strategy's view of one backend. The balancer's backends
 // implement it; comparing two Endpoints with == tells whether they are the
@@ -121,6 +138,16 @@ const (
 // (for streams and upgraded connections, when they close).
 type Observer interface {
 	Done(i int, r Result)
+}
+
+// LatencyObserver is an [Observer] that also learns how long attempts took.
+// For an attempt it sent, the balancer calls DoneAfter instead of Done, with
+// rtt the time from the pick to the end of the attempt: to the end of the
+// response body for streamed responses, to the error for failed ones. It
+// still calls Done for a pick it dropped before sending anything.
+type LatencyObserver interface {
+	Observer
+	DoneAfter(i int, r Result, rtt time.Duration)
 }
 
 // Tried is the set of members one request has already been sent to, so that
