@@ -94,13 +94,6 @@ type instance struct {
 	keyVal  [1]string
 }
 
-// latencyObserver is strategy.LatencyObserver, spelled out so that the
-// simulation can tell a picker the round-trip time of each request it
-// chose: Done with the time the request took.
-type latencyObserver interface {
-	DoneAfter(i int, r strategy.Result, rtt time.Duration)
-}
-
 // engine is one run of one policy over one workload.
 type engine struct {
 	w        workload
@@ -294,7 +287,7 @@ func (e *engine) complete(bi int) {
 	if j.counted {
 		e.lat = append(e.lat, sample{ms: rtt * 1000, arrive: j.arrive, backend: int32(bi)})
 	}
-	if lo, ok := j.picker.(latencyObserver); ok {
+	if lo, ok := j.picker.(strategy.LatencyObserver); ok {
 		lo.DoneAfter(bi, strategy.Success, time.Duration(rtt*1e9))
 	} else if o, ok := j.picker.(strategy.Observer); ok {
 		o.Done(bi, strategy.Success)

@@ -68,6 +68,8 @@ var lineup = []Policy{
 	{Name: "rr", Note: "round robin", New: func(Env) strategy.Strategy { return strategy.NewRoundRobin() }},
 	{Name: "swrr", Note: "smooth weighted RR, equal weights", New: func(Env) strategy.Strategy { return strategy.NewSmoothWeighted() }},
 	{Name: "leastconn", Note: "least connections, equal weights", New: func(Env) strategy.Strategy { return strategy.NewLeastConn() }},
+	{Name: "leastrequest", Note: "least request (Envoy), two random choices", New: leastRequest(2)},
+	{Name: "peakewma", Note: "peak EWMA (Finagle), two random choices, τ 10 s", New: peakEWMA},
 }
 
 // hashLineup lists the key-hashing strategies of the hot-key workload; the

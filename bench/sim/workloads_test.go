@@ -199,3 +199,31 @@ func TestWorkloadsDeterministic(t *testing.T) {
 		assert.Equal(t, RunHotKeys(hk, p), RunHotKeys(hk, p), p.Name)
 	}
 }
+
+// TestP2C: peak EWMA learns the slow backend's latency and sends it far
+// less than round robin; in the herd, least request's random choices
+// spread the bursts that least connections' shared tie order piles up;
+// two choices beat one in balls into bins, within Mitzenmacher's
+// ln ln n / ln 2 + O(1).
+func TestP2C(t *testing.T) {
+	c := MidRun(small())
+	ps := Policies(c)
+	rr := Run(c, policy(t, ps, "rr"))
+	pe := Run(c, policy(t, ps, "peakewma"))
+	assert.Less(t, pe.After.SlowShare, rr.After.SlowShare/5)
+	assert.Less(t, pe.After.P99, rr.After.P99/10)
+
+	hc := smallHerd()
+	hp := HerdPolicies()
+	lc := RunHerd(hc, policy(t, hp, "leastconn"))
+	lr := RunHerd(hc, policy(t, hp, "leastrequest"))
+	assert.Less(t, lr.Imbalance, lc.Imbalance)
+	assert.Less(t, lr.MaxQueue, lc.MaxQueue)
+	assert.Less(t, lr.P99, lc.P99)
+
+	bp := BinsPolicies()
+	one := Bins(1000, 200, 1, policy(t, bp, "leastrequest-1"))
+	two := Bins(1000, 200, 1, policy(t, bp, "leastrequest"))
+	assert.Less(t, two.MeanMax, one.MeanMax-1)
+	assert.Less(t, two.MeanMax, two.TwoChoices+2)
+}

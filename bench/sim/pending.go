@@ -1,4 +1,0 @@
-package sim
-
-
-func BinsPolicies() []Policy { return []Policy{Uniform} }
