@@ -16,6 +16,11 @@
 // arrival time and the same Exp(1) draw under every strategy, scaled by
 // the mean of the backend it is sent to.
 //
+// The other workloads (workloads.go) use the same engine: a backend that
+// turns slow mid-run, backends of unequal capacity behind equal weights,
+// Zipf-distributed hot keys over a hash ring, and many independent
+// balancer instances in front of one set of backends (the herd).
+//
 // HashBalance measures the consistent-hash ring instead (nginx's ketama
 // ring, ngx_http_upstream_update_chash): the load spread of a million keys
 // and how many keys move when a backend is added or removed, which
@@ -26,15 +31,12 @@ package sim
 import (
 	"fmt"
 	"math"
-	"math/rand/v2"
-	"net/http"
 	"slices"
-	"strconv"
 
 	"github.com/tinylb/lb/strategy"
 )
 
-// Config describes one simulated load.
+// Config describes one simulated load of the slow-backend workloads.
 type Config struct {
 	Backends int     // number of backends (10)
 	Slow     int     // index of the slow backend (0)
@@ -44,6 +46,13 @@ type Config struct {
 	Requests int     // requests measured
 	Warmup   int     // requests sent before the measured ones, not counted
 	Seed     uint64
+	// SlowAt is the simulated time (s) from which the slow backend is
+	// slow: requests arriving before it are served at MeanMS. 0: slow from
+	// the start. Rate and Capacity count it slow either way.
+	SlowAt float64 `json:",omitempty"`
+	// NeverSlow keeps the slow backend at MeanMS all run (and Rate
+	// unchanged): the healthy baseline of the same arrivals.
+	NeverSlow bool `json:",omitempty"`
 }
 
 // Default is the issue's scenario: 10 backends, one 10× slower, 70% load.
@@ -60,47 +69,43 @@ func (c Config) Capacity() float64 {
 // Rate is the arrival rate in requests per second.
 func (c Config) Rate() float64 { return c.Load * c.Capacity() }
 
-// Policy is a strategy under test with the weights it is given.
-type Policy struct {
-	Name     string
-	Strategy strategy.Strategy
-	// Weights of the backends; nil means 1 each.
-	Weights []int
-	// Keyed: every request carries a fresh random key (for hashing).
-	Keyed bool
-	// Note says what the policy is, for reports.
-	Note string
+// workload returns the engine's description of c.
+func (c Config) workload() workload {
+	w := workload{rate: c.Rate(), instances: 1, requests: c.Requests, warmup: c.Warmup, seed: c.Seed}
+	for i := range c.Backends {
+		b := backendSpec{mean: c.MeanMS / 1000, workers: 1, slowAt: math.Inf(1), slowBy: 1}
+		if i == c.Slow && !c.NeverSlow {
+			if c.SlowAt > 0 {
+				b.slowAt, b.slowBy = c.SlowAt, c.Factor
+			} else {
+				b.mean *= c.Factor
+			}
+		}
+		w.backends = append(w.backends, b)
+	}
+	return w
 }
 
-// Policies returns the built-in strategies, with equal weights (what a user
-// who does not know the slow backend configures) and, for the weighted
-// ones, with weights proportional to capacity. The hash policy reads its
-// key from the request's X-Key header, which Run sets to a fresh random
-// value for every request.
+// Policies returns the strategies of [Lineup], with equal weights (what a
+// user who does not know the slow backend configures), and the weighted
+// ones again with weights proportional to capacity, and consistent hashing
+// with a fresh random key per request.
 func Policies(c Config) []Policy {
 	capW := make([]int, c.Backends)
 	for i := range capW {
 		capW[i] = int(math.Round(c.Factor))
 	}
 	capW[c.Slow] = 1
-	return []Policy{
-		{Name: "rr", Strategy: strategy.NewRoundRobin(), Note: "round robin"},
-		{Name: "swrr", Strategy: strategy.NewSmoothWeighted(), Note: "smooth weighted RR, equal weights"},
-		{Name: "swrr-capw", Strategy: strategy.NewSmoothWeighted(), Weights: capW,
+	ps := Lineup()
+	ps = append(ps,
+		Policy{Name: "swrr-capw", New: func(Env) strategy.Strategy { return strategy.NewSmoothWeighted() }, Weights: capW,
 			Note: fmt.Sprintf("smooth weighted RR, weights ∝ capacity (slow 1, others %d)", capW[(c.Slow+1)%c.Backends])},
-		{Name: "leastconn", Strategy: strategy.NewLeastConn(), Note: "least connections, equal weights"},
-		{Name: "leastconn-capw", Strategy: strategy.NewLeastConn(), Weights: capW, Note: "least connections, weights ∝ capacity"},
-		{Name: "hash", Strategy: strategy.NewConsistentHash(keyOf), Keyed: true, Note: "consistent hash, a random key per request"},
-	}
-}
-
-// keyOf is the key function of the hash policies: the key is carried in a
-// request header, as lb.HeaderKey would read it.
-func keyOf(r *http.Request) string {
-	if v := r.Header["X-Key"]; len(v) > 0 {
-		return v[0]
-	}
-	return ""
+		Policy{Name: "leastconn-capw", New: func(Env) strategy.Strategy { return strategy.NewLeastConn() }, Weights: capW,
+			Note: "least connections, weights ∝ capacity"},
+		Policy{Name: "hash", New: func(Env) strategy.Strategy { return strategy.NewConsistentHash(keyOf) }, Keyed: true,
+			Note: "consistent hash, a random key per request"},
+	)
+	return ps
 }
 
 // Result is the outcome of one policy under one Config.
@@ -112,7 +117,7 @@ type Result struct {
 	Requests  int     // measured
 	SlowShare float64 // fraction of measured requests sent to the slow backend
 	// Latency percentiles of the measured requests, ms.
-	P50, P90, P99, P999, Mean, Max float64
+	P50, P90, P95, P99, P999, Mean, Max float64
 	// SlowUtil is the slow backend's offered load: its arrival rate ×
 	// its mean service time. Above 1 its queue grows without bound and
 	// the latencies grow with the length of the run.
@@ -122,197 +127,102 @@ type Result struct {
 	MaxQueue, SlowMaxQueue int
 	// Shares per backend, measured requests.
 	Shares []float64
+	// PerBackend has the latency percentiles of the requests each backend
+	// served.
+	PerBackend []BackendStat `json:",omitempty"`
+	// Imbalance is the mean, over the measured arrivals, of the most
+	// requests in flight at one backend ÷ the mean over the backends.
+	Imbalance float64
+	// After sums up the requests that arrived once the slow backend had
+	// turned slow (Config.SlowAt > 0), Before those that arrived earlier.
+	Before, After *Phase `json:",omitempty"`
 	// SimSeconds is the simulated time of the measured arrivals.
 	SimSeconds float64
 }
 
-// endpoint is a backend as the strategies see it.
-type endpoint struct {
-	key string
-	w   int
+// BackendStat is one backend's part of a Result.
+type BackendStat struct {
+	Share, P50, P99 float64
 }
 
-func (e *endpoint) Key() string { return e.key }
-func (e *endpoint) Weight() int { return e.w }
-
-// job is a request waiting for or in service.
-type job struct {
-	arrive  float64 // s
-	service float64 // s
-	counted bool
+// Phase is a stretch of a run: its requests' latency percentiles (ms) and
+// the share of them sent to the slow backend.
+type Phase struct {
+	Requests                 int
+	P50, P90, P95, P99, P999 float64
+	SlowShare                float64
 }
-
-// server is one backend: a FIFO queue whose head is in service.
-type server struct {
-	mean   float64 // s
-	q      []job   // q[0] is in service while len(q) > 0
-	head   int
-	doneAt float64 // completion time of q[head]; +Inf when idle
-}
-
-func (s *server) len() int { return len(s.q) - s.head }
 
 // Run simulates p under c and returns its result. It is deterministic.
 func Run(c Config, p Policy) Result {
-	m := newModel(c, p)
-	m.simulate()
-	return m.result()
+	e := run(c.workload(), p)
+	r := e.result(p)
+	r.Load = c.Load
+	r.SlowShare = r.Shares[c.Slow]
+	r.SlowUtil = r.SlowShare * e.w.rate * c.MeanMS * c.Factor / 1000
+	r.SlowMaxQueue = e.srv[c.Slow].maxQ
+	if c.SlowAt > 0 {
+		r.Before = e.phase(c.Slow, func(s sample) bool { return s.arrive < c.SlowAt })
+		r.After = e.phase(c.Slow, func(s sample) bool { return s.arrive >= c.SlowAt })
+	}
+	return r
 }
 
-// model is one run: the backends, the picker over them, the random streams
-// and what is measured.
-type model struct {
-	c        Config
-	p        Policy
-	srv      []server
-	picker   strategy.Picker
-	obs      strategy.Observer // nil if the picker is not one
-	arrivals *rand.Rand        // inter-arrival and service draws
-	keys     *rand.Rand        // request keys, for keyed policies
-	req      *http.Request     // the request every Pick is given
-	keyVal   [1]string         // req's X-Key value, when keyed
-	rate     float64
-	lat      []float64 // latencies of the measured requests, ms
-	counts   []int     // measured requests per backend
-	maxQ     []int     // longest queue per backend
-
-	firstT, lastT float64 // arrival times of the first and last measured requests
-}
-
-// newModel builds the backends and the picker of c and p: backend i is
-// http://10.0.0.(i+1):80, c.Slow is Factor times slower.
-func newModel(c Config, p Policy) *model {
-	n := c.Backends
-	all := make([]strategy.Endpoint, n)
-	set := &strategy.Set{All: all, Usable: make([]int, n), Weights: make([]int, n), Scale: 1}
-	srv := make([]server, n)
-	for i := range all {
-		w := 1
-		if p.Weights != nil {
-			w = p.Weights[i]
+// result sums up the measured requests of a run.
+func (e *engine) result(p Policy) Result {
+	n := len(e.srv)
+	r := Result{Policy: p.Name, Note: p.Note, Rate: e.w.rate, Requests: len(e.lat), SimSeconds: e.lastT - e.firstT}
+	r.Shares = make([]float64, n)
+	for i, k := range e.counts {
+		r.Shares[i] = float64(k) / float64(e.w.requests)
+	}
+	per := make([][]float64, n)
+	lat := make([]float64, len(e.lat))
+	var sum float64
+	for k, s := range e.lat {
+		lat[k] = s.ms
+		sum += s.ms
+		per[s.backend] = append(per[s.backend], s.ms)
+	}
+	for i := range e.srv {
+		r.MaxQueue = max(r.MaxQueue, e.srv[i].maxQ)
+		slices.Sort(per[i])
+		b := BackendStat{Share: r.Shares[i]}
+		if len(per[i]) > 0 { // JSON has no NaN
+			b.P50, b.P99 = quantile(per[i], 0.5), quantile(per[i], 0.99)
 		}
-		all[i] = &endpoint{key: fmt.Sprintf("http://10.0.0.%d:80", i+1), w: w}
-		set.Usable[i] = i
-		set.Weights[i] = w
-		srv[i] = server{mean: c.MeanMS / 1000, doneAt: math.Inf(1)}
+		r.PerBackend = append(r.PerBackend, b)
 	}
-	srv[c.Slow].mean *= c.Factor
-	m := &model{c: c, p: p, srv: srv, picker: p.Strategy.Picker(set)}
-	m.obs, _ = m.picker.(strategy.Observer)
-
-	m.arrivals = rand.New(rand.NewPCG(c.Seed, 0x5eed))
-	m.keys = rand.New(rand.NewPCG(c.Seed, 0x6b657973))
-	m.req = &http.Request{Header: http.Header{}}
-	if p.Keyed {
-		m.req.Header["X-Key"] = m.keyVal[:]
+	slices.Sort(lat)
+	r.Mean = sum / float64(len(lat))
+	r.P50, r.P90, r.P95 = quantile(lat, 0.5), quantile(lat, 0.9), quantile(lat, 0.95)
+	r.P99, r.P999 = quantile(lat, 0.99), quantile(lat, 0.999)
+	r.Max = lat[len(lat)-1]
+	if e.imbN > 0 {
+		r.Imbalance = e.imbSum / float64(e.imbN)
 	}
-	m.rate = c.Rate()
-	m.lat = make([]float64, 0, c.Requests)
-	m.counts = make([]int, n)
-	m.maxQ = make([]int, n)
-	return m
+	return r
 }
 
-// simulate runs the events in time order until every request has been
-// sent and served: each step is the earliest completion or the next
-// arrival, an arrival first on a tie.
-func (m *model) simulate() {
-	total := m.c.Warmup + m.c.Requests
-	next := m.arrivals.ExpFloat64() / m.rate
-	sent := 0
-	for {
-		// The next event: the earliest completion, or the next arrival.
-		bi, bt := -1, math.Inf(1)
-		for i := range m.srv {
-			if m.srv[i].doneAt < bt {
-				bi, bt = i, m.srv[i].doneAt
+// phase sums up the measured requests that keep selects.
+func (e *engine) phase(slow int, keep func(sample) bool) *Phase {
+	var lat []float64
+	onSlow := 0
+	for _, s := range e.lat {
+		if keep(s) {
+			lat = append(lat, s.ms)
+			if int(s.backend) == slow {
+				onSlow++
 			}
 		}
-		if sent < total && next <= bt {
-			now := next
-			service := m.arrivals.ExpFloat64()
-			next = now + m.arrivals.ExpFloat64()/m.rate
-			m.arrive(now, service, sent)
-			sent++
-			continue
-		}
-		if bi < 0 {
-			break // every request sent and served
-		}
-		m.complete(bi, bt)
 	}
-}
-
-// arrive sends request number sent, arriving at now with the Exp(1) draw
-// service, to the backend the picker picks, and queues it there.
-func (m *model) arrive(now, service float64, sent int) {
-	if m.p.Keyed {
-		m.keyVal[0] = strconv.FormatUint(m.keys.Uint64(), 36)
-	}
-	i := m.picker.Pick(m.req, nil)
-	if i < 0 {
-		panic(fmt.Sprintf("sim: %s picked nothing", m.p.Name))
-	}
-	counted := sent >= m.c.Warmup
-	if counted {
-		if sent == m.c.Warmup {
-			m.firstT = now
-		}
-		m.lastT = now
-		m.counts[i]++
-	}
-	s := &m.srv[i]
-	s.q = append(s.q, job{arrive: now, service: service * s.mean, counted: counted})
-	if s.len() == 1 {
-		s.doneAt = now + s.q[s.head].service
-	}
-	m.maxQ[i] = max(m.maxQ[i], s.len())
-}
-
-// complete ends the service of the request at the head of backend bi's
-// queue at now, tells the picker if it observes, and starts the next.
-func (m *model) complete(bi int, now float64) {
-	s := &m.srv[bi]
-	j := s.q[s.head]
-	s.head++
-	if s.head > 1024 && s.head*2 > len(s.q) {
-		s.q = append(s.q[:0], s.q[s.head:]...)
-		s.head = 0
-	}
-	if j.counted {
-		m.lat = append(m.lat, (now-j.arrive)*1000)
-	}
-	if m.obs != nil {
-		m.obs.Done(bi, strategy.Success)
-	}
-	if s.len() > 0 {
-		s.doneAt = now + s.q[s.head].service
-	} else {
-		s.doneAt = math.Inf(1)
-	}
-}
-
-// result sums up the measured requests.
-func (m *model) result() Result {
-	c, lat := m.c, m.lat
-	r := Result{Policy: m.p.Name, Note: m.p.Note, Load: c.Load, Rate: m.rate, Requests: len(lat), SimSeconds: m.lastT - m.firstT}
-	r.Shares = make([]float64, c.Backends)
-	for i, k := range m.counts {
-		r.Shares[i] = float64(k) / float64(c.Requests)
-	}
-	r.SlowShare = r.Shares[c.Slow]
-	r.SlowUtil = r.SlowShare * m.rate * m.srv[c.Slow].mean
-	r.SlowMaxQueue = m.maxQ[c.Slow]
-	r.MaxQueue = slices.Max(m.maxQ)
 	slices.Sort(lat)
-	var sum float64
-	for _, v := range lat {
-		sum += v
+	ph := &Phase{Requests: len(lat), P50: quantile(lat, 0.5), P90: quantile(lat, 0.9), P95: quantile(lat, 0.95),
+		P99: quantile(lat, 0.99), P999: quantile(lat, 0.999)}
+	if len(lat) > 0 {
+		ph.SlowShare = float64(onSlow) / float64(len(lat))
 	}
-	r.Mean = sum / float64(len(lat))
-	r.P50, r.P90, r.P99, r.P999 = quantile(lat, 0.5), quantile(lat, 0.9), quantile(lat, 0.99), quantile(lat, 0.999)
-	r.Max = lat[len(lat)-1]
-	return r
+	return ph
 }
 
 // quantile returns the q-quantile of sorted xs (nearest rank).
@@ -322,122 +232,4 @@ func quantile(xs []float64, q float64) float64 {
 	}
 	k := int(math.Ceil(q*float64(len(xs)))) - 1
 	return xs[min(max(k, 0), len(xs)-1)]
-}
-
-// HashResult is the ring balance and remapping of the consistent hash over
-// one name set.
-type HashResult struct {
-	Backends int
-	Set      int     // name set T: backends are http://10.T.0.1:80 ...
-	Keys     int     // keys hashed
-	MaxAvg   float64 // most keys on one backend ÷ the mean
-	MinAvg   float64 // fewest keys on one backend ÷ the mean
-	// AddMoved is the fraction of keys that change backend when backend
-	// n+1 joins (ideal 1/(n+1)); AddStray counts those that moved to
-	// another backend than the new one (ideal 0).
-	AddMoved float64
-	AddStray int
-	// RemoveMoved is the fraction that change backend when backend n
-	// leaves the Set (ideal 1/n); RemoveStray counts keys that moved
-	// although they were not on it (ideal 0).
-	RemoveMoved float64
-	RemoveStray int
-	// DownDiffers counts keys whose backend differs between backend n
-	// being marked down (left out of Set.Usable, the ring kept) and being
-	// removed from the Set (ideal 0: both hand its keys to the next
-	// member on the ring).
-	DownDiffers int
-}
-
-// HashKeys returns the keys HashBalance places: key-0 … key-(n-1).
-func HashKeys(n int) []string {
-	ks := make([]string, n)
-	for i := range ks {
-		ks[i] = "key-" + strconv.Itoa(i)
-	}
-	return ks
-}
-
-// hashSet returns the Set of backends http://10.T.0.1:80 … 10.T.0.n:80,
-// all usable unless down ≥ 0 names one to leave out of Usable.
-func hashSet(t, n, down int) *strategy.Set {
-	s := &strategy.Set{Scale: 1}
-	for i := range n {
-		s.All = append(s.All, &endpoint{key: fmt.Sprintf("http://10.%d.0.%d:80", t, i+1), w: 1})
-		s.Weights = append(s.Weights, 1)
-		if i != down {
-			s.Usable = append(s.Usable, i)
-		}
-	}
-	return s
-}
-
-// assign returns the backend key each key maps to under set, using the real
-// picker of strategy.NewConsistentHash.
-func assign(set *strategy.Set, keys []string) []string {
-	p := strategy.NewConsistentHash(keyOf).Picker(set)
-	req := &http.Request{Header: http.Header{}}
-	var kv [1]string
-	req.Header["X-Key"] = kv[:]
-	out := make([]string, len(keys))
-	for j, k := range keys {
-		kv[0] = k
-		i := p.Pick(req, nil)
-		if i < 0 {
-			panic("sim: consistent hash picked nothing")
-		}
-		out[j] = set.All[i].Key()
-	}
-	return out
-}
-
-// HashBalance measures name set t with n backends over keys.
-func HashBalance(t, n int, keys []string) HashResult {
-	r := HashResult{Backends: n, Set: t, Keys: len(keys)}
-	base := assign(hashSet(t, n, -1), keys)
-	count := map[string]int{}
-	for _, b := range base {
-		count[b]++
-	}
-	lo, hi := len(keys), 0
-	for _, e := range hashSet(t, n, -1).All {
-		c := count[e.Key()]
-		lo, hi = min(lo, c), max(hi, c)
-	}
-	avg := float64(len(keys)) / float64(n)
-	r.MaxAvg, r.MinAvg = float64(hi)/avg, float64(lo)/avg
-
-	added := assign(hashSet(t, n+1, -1), keys)
-	newKey := fmt.Sprintf("http://10.%d.0.%d:80", t, n+1)
-	moved := 0
-	for j := range keys {
-		if added[j] != base[j] {
-			moved++
-			if added[j] != newKey {
-				r.AddStray++
-			}
-		}
-	}
-	r.AddMoved = float64(moved) / float64(len(keys))
-
-	removed := assign(hashSet(t, n-1, -1), keys)
-	gone := fmt.Sprintf("http://10.%d.0.%d:80", t, n)
-	moved = 0
-	for j := range keys {
-		if removed[j] != base[j] {
-			moved++
-			if base[j] != gone {
-				r.RemoveStray++
-			}
-		}
-	}
-	r.RemoveMoved = float64(moved) / float64(len(keys))
-
-	down := assign(hashSet(t, n, n-1), keys)
-	for j := range keys {
-		if down[j] != removed[j] {
-			r.DownDiffers++
-		}
-	}
-	return r
 }

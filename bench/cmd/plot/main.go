@@ -9,7 +9,9 @@
 // the wrk harness's tsv files: a bar at the median of the reps, a whisker
 // from min to max; one panel per file) and docs/sim-slow-backend.svg (the
 // slow-backend simulation of bench/cmd/sim -json: p99 latency on a log
-// scale and the share sent to the slow backend, per strategy).
+// scale and the share sent to the slow backend, per strategy) and one plot
+// per other workload of bench/cmd/sim: docs/sim-slow-midrun.svg,
+// sim-capacities.svg, sim-hotkeys.svg and sim-herd.svg.
 package main
 
 import (
@@ -56,6 +58,11 @@ func main() {
 			log.Fatal(err)
 		}
 		write(filepath.Join(*out, "sim-slow-backend.svg"), simChart(s))
+		var w simWorkloads
+		if err := json.Unmarshal(b, &w); err != nil {
+			log.Fatal(err)
+		}
+		workloadCharts(*out, w)
 	}
 }
 
