@@ -122,6 +122,30 @@ func (d *draws) next() int {
 	return c.other
 }
 
+// nextOther returns the index in Set.Usable of a random member other than
+// first, where there is another: Finagle's P2C draws two distinct nodes
+// (its Distributor picks b from n-1 and skips a). With equal weights it is
+// uniform over the others; with weights it draws again, a few times,
+// while the draw lands on first, and then takes a uniform other, so that
+// a heavy member is not drawn twice.
+func (d *draws) nextOther(first int) int {
+	if d.n < 2 {
+		return first
+	}
+	if d.cols != nil {
+		for range 3 {
+			if k := d.next(); k != first {
+				return k
+			}
+		}
+	}
+	k, _ := bits.Mul64(d.rnd(), d.n-1)
+	if int(k) >= first {
+		k++
+	}
+	return int(k)
+}
+
 // start returns a random index in Set.Usable, where a scan of the members
 // begins, so that the scans of different requests do not all favor the
 // first member.

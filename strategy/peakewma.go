@@ -50,9 +50,12 @@ type PeakEWMAConfig struct {
 //
 // The latency of a request comes from the balancer, through the picker's
 // DoneAfter (it is a [LatencyObserver]); a Done without a latency only
-// ends the request. Draws follow Set.Weights as [LeastRequest]'s do; the
-// loads compared are not divided by the weights, as in Finagle, whose P2C
-// ignores them.
+// ends the request. Draws follow Set.Weights as [LeastRequest]'s do, but
+// the draws after the first differ from it, as Finagle's two draws do:
+// with replacement (Envoy's rule, which LeastRequest keeps), a slow member
+// of n is compared with itself on 1/n² of the picks and gets them, which
+// shows in the latency beyond p99. The loads compared are not divided by
+// the weights, as in Finagle, whose P2C ignores them.
 //
 // The state of each member outlives the pickers and, while requests are in
 // flight, the member's removal. Cost and stamp share one 64-bit word,
@@ -139,8 +142,15 @@ func (p *ewmaPicker) Pick(_ *http.Request, tried *Tried) int {
 	now := p.micros()
 	best := -1
 	var bl float64
+	first := -1
 	for range p.choices {
-		k := p.next()
+		var k int
+		if first < 0 {
+			k = p.next()
+			first = k
+		} else {
+			k = p.nextOther(first)
+		}
 		m := &p.members[k]
 		if check && tried.Has(m.e) {
 			continue
