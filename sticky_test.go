@@ -423,3 +423,29 @@ func dialUpgradeWith(t *testing.T, g *gateway, line string) (net.Conn, *bufio.Re
 	require.NoError(t, err, "reading the upgrade answer")
 	return conn, br, resp
 }
+
+// A backup's cookie is honoured while the backups serve, and not once a
+// primary is back: the request goes to the primaries, and the cookie with
+// it.
+func TestStickyBackupTier(t *testing.T) {
+	t.Parallel()
+	p, k := startUpstream(t, "primary", nil), startUpstream(t, "backup", nil)
+	pool, err := lb.NewPool(backendFor(t, p.url), backendFor(t, k.url, lb.AsBackup()))
+	require.NoError(t, err)
+	g := startGateway(t, pool, nil, lb.WithStickyCookie(lb.StickyCookie{Secret: stickySecret}))
+	primary := g.stickyGet(t, "tinylb", "")
+	require.Equal(t, "primary", primary.name)
+	require.NotNil(t, primary.set)
+
+	require.NoError(t, pool.SetMaintenance(p.url, true))
+	backup := g.stickyGet(t, "tinylb", primary.set.Value)
+	require.Equal(t, "backup", backup.name)
+	require.NotNil(t, backup.set)
+	assert.Equal(t, "backup", g.stickyGet(t, "tinylb", backup.set.Value).name)
+
+	require.NoError(t, pool.SetMaintenance(p.url, false))
+	back := g.stickyGet(t, "tinylb", backup.set.Value)
+	assert.Equal(t, "primary", back.name, "a backup's cookie kept a request off the primaries")
+	require.NotNil(t, back.set)
+	assert.Equal(t, primary.set.Value, back.set.Value)
+}
