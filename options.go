@@ -44,6 +44,7 @@ type options struct {
 	buffering      RequestBuffering
 	bodyMemory     int64
 	now            func() time.Time
+	loadReports    *LoadReports
 
 	// viaReverseProxy sends every request through httputil.ReverseProxy,
 	// never relay; the tests set it to compare the two paths.
@@ -182,6 +183,11 @@ func (o *options) validate() {
 	}
 	if o.retryAfter < 0 {
 		panic(fmt.Sprintf("lb: WithRetryAfter(%v): must not be negative", o.retryAfter))
+	}
+	if o.loadReports != nil {
+		if err := o.loadReports.Validate(); err != nil {
+			panic(err.Error())
+		}
 	}
 	if v, ok := o.checker.(interface{ Validate() error }); ok {
 		if err := v.Validate(); err != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tinylb/lb/health"
+	"github.com/tinylb/lb/internal/loadweight"
 	"github.com/tinylb/lb/internal/passive"
 	"github.com/tinylb/lb/strategy"
 )
@@ -56,6 +57,9 @@ func (b *Balancer) addedLocked(be *Backend) {
 			health.Run(ctx, checker, be.url, sched, func(r health.Report) { b.onCheck(be, r) })
 		})
 	}
+	if b.load != nil {
+		b.loadAddedLocked(be)
+	}
 	if b.started && b.o.slowStart > 0 {
 		be.upSince = now
 	}
@@ -74,6 +78,9 @@ func (b *Balancer) removedLocked(be *Backend) {
 	}
 	delete(b.trackers, be)
 	delete(b.states, be)
+	if b.load != nil {
+		b.loadRemovedLocked(be)
+	}
 	b.emit(Event{Kind: EventBackendRemoved, Time: b.now(), Backend: be})
 	b.log.LogAttrs(context.Background(), slog.LevelInfo, "lb: backend removed", slog.String("backend", be.key))
 }
@@ -153,6 +160,12 @@ func (b *Balancer) publishLocked() {
 	if b.o.slowStart > 0 {
 		set.Scale = slowStartScale
 	}
+	base := set.Scale // units of the ramp
+	if b.load != nil {
+		set.Scale *= loadweight.Scale
+		s.windows = make([]*loadweight.Window, n)
+		s.factors = make([]int, n)
+	}
 	var refresh time.Time
 	states := make([]State, n)
 	var primaries, primaryUp, backupUp int
@@ -165,11 +178,16 @@ func (b *Balancer) publishLocked() {
 		if !until.IsZero() && (refresh.IsZero() || until.Before(refresh)) {
 			refresh = until
 		}
-		w := be.Weight() * set.Scale
+		w := int64(be.Weight()) * int64(base)
 		if st == StateSlowStart {
-			w = int(int64(be.Weight()) * b.rampUnits(be, now))
+			w = int64(be.Weight()) * b.rampUnits(be, now)
 		}
-		set.Weights[i] = max(w, 1)
+		if b.load != nil {
+			s.windows[i] = b.load.windows[be]
+			s.factors[i] = b.load.unitsOf(be)
+			w *= int64(s.factors[i])
+		}
+		set.Weights[i] = int(max(w, 1))
 		usable := st == StateUp || st == StateSlowStart || st == StateProbing
 		if be.Backup() {
 			if usable {
@@ -221,6 +239,12 @@ func (b *Balancer) publishLocked() {
 		b.states[be] = states[i]
 		if seen && old != states[i] {
 			b.transition(be, old, states[i], now)
+			if b.load != nil && (states[i] == StateDown || states[i] == StateEjected) {
+				// Reports from before an outage describe another
+				// backend: its weight waits out a new blackout (A58,
+				// on reconnection).
+				b.load.windows[be].Reset()
+			}
 		}
 	}
 	if panicking {
