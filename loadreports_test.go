@@ -407,3 +407,31 @@ func TestLoadReportsDownRestartsBlackout(t *testing.T) {
 	require.True(t, g.bal.UpdateLoadWeights())
 	assert.Equal(t, 1.0, loadStatsOf(t, g.bal, a.url).LoadFactor, "one weight left: the configured weights")
 }
+
+// TestLoadReportsOtherStrategies: least connections uses the weights (its
+// ties, here every pick since requests are sequential, go by the smooth
+// weighted pass); round robin ignores them.
+func TestLoadReportsOtherStrategies(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		s    lb.Strategy
+		want map[string]int
+	}{
+		{"leastconn", lb.LeastConn(), map[string]int{"a": 160, "b": 40}},
+		{"roundrobin", lb.RoundRobin(), map[string]int{"a": 100, "b": 100}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := newHCClock()
+			a, b := reporting(t, "a", utilValue("0.2")), reporting(t, "b", utilValue("0.8"))
+			pool, _ := poolOf(t, a.url, b.url)
+			g := startGateway(t, pool, tt.s, lb.WithClock(clk.Now),
+				lb.WithLoadReports(lb.LoadReports{Blackout: time.Second, UpdatePeriod: time.Hour}))
+			shares(t, g, 4)
+			clk.Advance(time.Second)
+			shares(t, g, 4)
+			g.bal.UpdateLoadWeights()
+			require.InDelta(t, 1.6, loadStatsOf(t, g.bal, a.url).LoadFactor, 1e-9)
+			assert.Equal(t, tt.want, shares(t, g, 200))
+		})
+	}
+}

@@ -178,16 +178,11 @@ func (b *Balancer) publishLocked() {
 		if !until.IsZero() && (refresh.IsZero() || until.Before(refresh)) {
 			refresh = until
 		}
-		w := int64(be.Weight()) * int64(base)
-		if st == StateSlowStart {
-			w = int64(be.Weight()) * b.rampUnits(be, now)
-		}
 		if b.load != nil {
 			s.windows[i] = b.load.windows[be]
 			s.factors[i] = b.load.unitsOf(be)
-			w *= int64(s.factors[i])
 		}
-		set.Weights[i] = int(max(w, 1))
+		set.Weights[i] = b.weightLocked(be, st, now, base, s.factors, i)
 		usable := st == StateUp || st == StateSlowStart || st == StateProbing
 		if be.Backup() {
 			if usable {
@@ -234,22 +229,44 @@ func (b *Balancer) publishLocked() {
 	s.observer, _ = s.picker.(strategy.Observer)
 	b.snap.Store(s)
 
-	for i, be := range members {
-		old, seen := b.states[be]
-		b.states[be] = states[i]
-		if seen && old != states[i] {
-			b.transition(be, old, states[i], now)
-			if b.load != nil && (states[i] == StateDown || states[i] == StateEjected) {
-				// Reports from before an outage describe another
-				// backend: its weight waits out a new blackout (A58,
-				// on reconnection).
-				b.load.windows[be].Reset()
-			}
-		}
-	}
+	b.transitionsLocked(members, states, now)
 	if panicking {
 		b.log.LogAttrs(context.Background(), slog.LevelWarn, "lb: panic mode: too few healthy backends, balancing over all",
 			slog.Int("healthy", primaryUp), slog.Int("primaries", primaries))
+	}
+}
+
+// weightLocked is the weight of member be (position i of factors, nil
+// without load reports) in state st, in units of base (the ramp's scale)
+// times loadweight.Scale with load reports: its configured weight, ramped
+// during slow start, times its load factor. pool.mu must be held.
+func (b *Balancer) weightLocked(be *Backend, st State, now time.Time, base int, factors []int, i int) int {
+	w := int64(be.Weight()) * int64(base)
+	if st == StateSlowStart {
+		w = int64(be.Weight()) * b.rampUnits(be, now)
+	}
+	if factors != nil {
+		w *= int64(factors[i])
+	}
+	return int(max(w, 1))
+}
+
+// transitionsLocked records the members' new states and reports those
+// that changed. pool.mu must be held.
+func (b *Balancer) transitionsLocked(members []*Backend, states []State, now time.Time) {
+	for i, be := range members {
+		old, seen := b.states[be]
+		b.states[be] = states[i]
+		if !seen || old == states[i] {
+			continue
+		}
+		b.transition(be, old, states[i], now)
+		if b.load != nil && (states[i] == StateDown || states[i] == StateEjected) {
+			// Reports from before an outage describe another backend:
+			// its weight waits out a new blackout (A58, on
+			// reconnection).
+			b.load.windows[be].Reset()
+		}
 	}
 }
 
