@@ -61,7 +61,7 @@ func (l *loadState) unitsOf(be *Backend) int {
 	return loadweight.Scale
 }
 
-// addedLocked gives a new member its window and, with polls, its poller.
+// loadAddedLocked gives a new member its window and, with polls, its poller.
 // pool.mu must be held.
 func (b *Balancer) loadAddedLocked(be *Backend) {
 	l := b.load

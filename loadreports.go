@@ -25,8 +25,8 @@ import (
 // (Envoy's "name:value" pairs, no TEXT prefix, and the "JSON {...}" form
 // are read too; reports with qps ≤ 0 or utilization ≤ 0 are ignored). The
 // balancer reads reports from the response of every request
-// (the Header field) and, if PollPath is set, from a request of its own to
-// each backend every PollInterval. Or, with Measured, it needs no report:
+// (the Header field; trailers are not read) and, if PollPath is set, from
+// a request of its own to each backend every PollInterval. Or, with Measured, it needs no report:
 // it weighs each backend by what it sees of its requests.
 //
 // A weight counts only after reports have come for Blackout without a
