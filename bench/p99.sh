@@ -36,7 +36,7 @@ HZ=$(getconf CLK_TCK)
 
 [ -f "$HARNESS/targets.txt" ] || { echo "p99.sh: no harness at $HARNESS (set HARNESS)" >&2; exit 1; }
 mkdir -p "$OUTDIR" "$BIN"
-(cd "$ROOT" && go build -o "$BIN/tinylb" ./examples/standalone && go build -o "$BIN/openloop" ./bench/cmd/openloop) || exit 1
+(cd "$ROOT/examples/standalone" && go build -o "$BIN/tinylb" .) && (cd "$ROOT" && go build -o "$BIN/openloop" ./bench/cmd/openloop) || exit 1
 for p in backend goproxy oxy; do
 	(cd "$HARNESS/$p" && go build -o "$BIN/$p" .) || exit 1
 done

@@ -123,7 +123,7 @@ export TINYLB_SRC=$ROOT OUTDIR
 BIN=${BIN:-/tmp/lbbench/bin}
 export BIN
 mkdir -p "$BIN"
-(cd "$ROOT" && go build -o "$BIN/tinylb" ./examples/standalone) || { echo "wrk.sh: build of examples/standalone failed" >&2; exit 1; }
+(cd "$ROOT/examples/standalone" && go build -o "$BIN/tinylb" .) || { echo "wrk.sh: build of examples/standalone failed" >&2; exit 1; }
 for p in backend goproxy oxy; do
 	[ -d "$HARNESS/$p" ] || continue
 	(cd "$HARNESS/$p" && go build -o "$BIN/$p" .) || { echo "wrk.sh: build of $p failed" >&2; exit 1; }

@@ -17,38 +17,9 @@ import (
 	"github.com/tinylb/lb/discovery/etcd"
 )
 
-// applyTo is the smallest loop from a source to a pool: each good set
-// becomes the pool's membership through Pool.Update, and the URLs of each
-// applied set are sent on applied. Errors keep the last set.
-func applyTo(t *testing.T, pool *lb.Pool, applied chan<- []string) func([]discovery.Target, error) {
-	return func(set []discovery.Target, err error) {
-		if err != nil {
-			return
-		}
-		var bs []*lb.Backend
-		for _, tg := range set {
-			var opts []lb.BackendOption
-			if tg.Weight > 0 {
-				opts = append(opts, lb.WithWeight(tg.Weight))
-			}
-			if tg.Backup {
-				opts = append(opts, lb.AsBackup())
-			}
-			b, err := lb.NewBackend(tg.URL, opts...)
-			if !assert.NoError(t, err, "the source pushed a target the pool rejects") {
-				return
-			}
-			bs = append(bs, b)
-		}
-		if assert.NoError(t, pool.Update(bs...)) {
-			applied <- urls(set)
-		}
-	}
-}
-
-// TestEndToEnd: etcd keys → the source → Pool.Update → a Balancer in front
-// of httptest backends: requests reach the backends etcd lists, and follow
-// the list when it changes.
+// TestEndToEnd: etcd keys → the source → discovery.Watch → a Balancer in
+// front of httptest backends: requests reach the backends etcd lists, and
+// follow the list when it changes.
 func TestEndToEnd(t *testing.T) {
 	var backends []string
 	for _, name := range []string{"a", "b", "c"} {
@@ -71,42 +42,55 @@ func TestEndToEnd(t *testing.T) {
 	front := httptest.NewServer(bal)
 	t.Cleanup(front.Close)
 
-	applied := make(chan []string, 16)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- etcd.New(c, "/svc/web/").Run(ctx, applyTo(t, pool, applied)) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
-
-	waitApplied(t, applied, backends[0], backends[1])
+	w := discovery.Watch(context.Background(), etcd.New(c, "/svc/web/"), pool)
+	t.Cleanup(func() { require.NoError(t, w.Close()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, w.WaitReady(ctx))
+	assert.Equal(t, sorted(backends[0], backends[1]), poolKeys(pool), "the first set is in when WaitReady returns")
 	assert.Equal(t, []string{"a", "b"}, servedBy(t, front, 6))
 
 	put(t, c, "/svc/web/c", backends[2])
 	del(t, c, "/svc/web/a")
-	waitApplied(t, applied, backends[1], backends[2])
+	waitPool(t, "a gone, c in", pool, func() bool { return equalStrings(poolKeys(pool), sorted(backends[1], backends[2])) })
 	assert.Equal(t, []string{"b", "c"}, servedBy(t, front, 6))
 
 	// c becomes a backup: b alone takes the requests.
 	put(t, c, "/svc/web/c", `{"url": "`+backends[2]+`", "backup": true}`)
-	waitApplied(t, applied, backends[1], backends[2])
+	waitPool(t, "c a backup", pool, func() bool {
+		b, ok := pool.Get(backends[2])
+		return ok && b.Backup()
+	})
 	assert.Equal(t, []string{"b"}, servedBy(t, front, 6))
+	st := w.Stats()
+	assert.Zero(t, st.Errors, "last error: %v", st.LastError)
 }
 
-// waitApplied waits until the pool was given the set want.
-func waitApplied(t *testing.T, applied <-chan []string, want ...string) {
+// poolKeys returns the keys of the pool's backends, sorted.
+func poolKeys(pool *lb.Pool) []string {
+	var out []string
+	for _, b := range pool.Backends() {
+		out = append(out, b.Key())
+	}
+	sort.Strings(out)
+	return out
+}
+
+func sorted(s ...string) []string {
+	sort.Strings(s)
+	return s
+}
+
+// waitPool waits until cond holds; what and the pool's keys say what
+// failed.
+func waitPool(t *testing.T, what string, pool *lb.Pool, cond func() bool) {
 	t.Helper()
-	timeout := time.After(20 * time.Second)
-	for {
-		select {
-		case got := <-applied:
-			if equalStrings(got, want) {
-				return
-			}
-		case <-timeout:
-			t.Fatalf("the pool was not given %v in 20 s", want)
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after 20 s waiting for %s; pool: %v", what, poolKeys(pool))
 		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net"
 	"slices"
@@ -21,6 +22,8 @@ import (
 //	"discovery": {"kind": "srv", "name": "_http._tcp.api.internal"}
 //	"discovery": {"kind": "srv", "service": "http", "proto": "tcp", "name": "api.internal"}
 //
+//	"discovery": {"kind": "etcd", "endpoints": ["10.0.0.5:2379"], "prefix": "/services/api/"}
+//
 // kind dns polls the A and AAAA records of name: one backend per address,
 // on port. kind srv polls the SRV records of name (or of
 // _service._proto.name): one backend per address of each record's target,
@@ -29,7 +32,8 @@ import (
 // counts as 1). Lookups come every refresh, or sooner when the records'
 // TTL (at least min_ttl) runs out. A failed lookup (SERVFAIL, NXDOMAIN, a
 // timeout) keeps the backends of the last good one, and so does an empty
-// answer unless allow_empty is true.
+// answer unless allow_empty is true. kind etcd watches the keys under
+// prefix, one backend per key (see config_etcd.go).
 type discoveryConfig struct {
 	Kind       string   `json:"kind"` // dns or srv
 	Name       string   `json:"name"`
@@ -41,20 +45,33 @@ type discoveryConfig struct {
 	MinTTL     duration `json:"min_ttl"`  // 0: 1s
 	Resolver   string   `json:"resolver"` // host:port of a DNS server; "": those of /etc/resolv.conf
 	AllowEmpty bool     `json:"allow_empty"`
+
+	// Kind etcd (see config_etcd.go).
+	Endpoints      []string `json:"endpoints"`       // host:port or http(s)://host:port
+	Prefix         string   `json:"prefix"`          // ends with /
+	DialTimeout    duration `json:"dial_timeout"`    // 0: 5s
+	RequestTimeout duration `json:"request_timeout"` // each read of the prefix; 0: 5s
+	Username       string   `json:"username"`        // "": no authentication
+	PasswordEnv    string   `json:"password_env"`    // the environment variable of username's password
+
+	password string // the value of PasswordEnv, read by validate
 }
 
 // discoveryKinds builds the source of each kind this build supports from
-// a config that passed validateDiscovery. A build with other adapters
-// (github.com/tinylb/lb/discovery/etcd, .../kubernetes, in modules of
-// their own) adds them here.
-var discoveryKinds = map[string]func(d *discoveryConfig) discovery.Source{
-	"dns": func(d *discoveryConfig) discovery.Source { return d.dnsSource() },
-	"srv": func(d *discoveryConfig) discovery.Source { return d.dnsSource() },
+// a config that passed validation; log is where the source logs (nil:
+// nowhere). The adapters that live in modules of their own
+// (github.com/tinylb/lb/discovery/etcd, .../kubernetes) are built in
+// because this program is a module of its own too: their dependencies
+// reach its go.mod, never the library's.
+var discoveryKinds = map[string]func(d *discoveryConfig, log *slog.Logger) discovery.Source{
+	"dns":  func(d *discoveryConfig, _ *slog.Logger) discovery.Source { return d.dnsSource() },
+	"srv":  func(d *discoveryConfig, _ *slog.Logger) discovery.Source { return d.dnsSource() },
+	"etcd": func(d *discoveryConfig, log *slog.Logger) discovery.Source { return etcdSource{d: d, log: log} },
 }
 
 // missingKinds are the kinds that exist as adapters in modules of their
 // own, but not in this build.
-var missingKinds = []string{"etcd", "kubernetes"}
+var missingKinds = []string{"kubernetes"}
 
 // dnsSource returns the DNS source of d, a dns or srv config.
 func (d *discoveryConfig) dnsSource() *discovery.DNSSource {
@@ -77,14 +94,15 @@ func (d *discoveryConfig) dnsSource() *discovery.DNSSource {
 	return discovery.DNS(d.Name, d.Port, opts...)
 }
 
-// source returns the source of d, which must have passed validation.
-func (d *discoveryConfig) source() discovery.Source {
-	return discoveryKinds[d.Kind](d)
+// source returns the source of d, which must have passed validation; it
+// logs to log (nil: nowhere).
+func (d *discoveryConfig) source(log *slog.Logger) discovery.Source {
+	return discoveryKinds[d.Kind](d, log)
 }
 
 // String describes the source in logs: "dns api.internal:8080".
 func (d *discoveryConfig) String() string {
-	if s, ok := d.source().(fmt.Stringer); ok {
+	if s, ok := d.source(nil).(fmt.Stringer); ok {
 		return s.String()
 	}
 	return d.Kind + " " + d.Name
@@ -111,12 +129,17 @@ func (d *discoveryConfig) validate(p string) error {
 		}
 		return badf(p+".kind", quote(d.Kind), "unknown kind: want %s", orList(kinds))
 	}
+	if d.Kind == "etcd" {
+		return d.validateEtcd(p)
+	}
 	return d.validateDNS(p)
 }
 
 // validateDNS checks a discovery object of kind dns or srv; p is its path.
 func (d *discoveryConfig) validateDNS(p string) error {
 	switch {
+	case len(d.Endpoints) > 0 || d.Prefix != "" || d.DialTimeout != 0 || d.RequestTimeout != 0 || d.Username != "" || d.PasswordEnv != "":
+		return badf(p, "", "endpoints, prefix, dial_timeout, request_timeout, username and password_env are for kind etcd; kind %s takes name", d.Kind)
 	case strings.Trim(d.Name, ".") == "":
 		return badf(p+".name", quote(d.Name), "want a DNS name, such as api.internal")
 	case d.Kind == "dns" && (d.Port < 1 || d.Port > 65535):

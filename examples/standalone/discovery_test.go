@@ -139,9 +139,8 @@ func TestDiscoveryConfigErrors(t *testing.T) {
 	const be = `"backends": [{"url": "http://127.0.0.1:9001"}]`
 	for _, c := range []struct{ disc, want string }{
 		{`{"kind": "dns", "name": "api.test", "port": 80}, ` + be, `backends: "backends" and "discovery" exclude each other`},
-		{`{"kind": "etcd", "name": "/services/api"}`, `discovery.kind: "etcd": this build has no etcd support`},
-		{`{"name": "api.test"}`, `discovery.kind: missing: want dns or srv`},
-		{`{"kind": "consul"}`, `discovery.kind: "consul": unknown kind: want dns or srv`},
+		{`{"name": "api.test"}`, `discovery.kind: missing: want dns, etcd or srv`},
+		{`{"kind": "consul"}`, `discovery.kind: "consul": unknown kind: want dns, etcd or srv`},
 		{`{"kind": "dns", "port": 80}`, `discovery.name: "": want a DNS name`},
 		{`{"kind": "dns", "name": "api.test"}`, `discovery.port: 0: must be between 1 and 65535`},
 		{`{"kind": "dns", "name": "api.test", "port": 70000}`, `discovery.port: 70000: must be between 1 and 65535`},
@@ -153,7 +152,7 @@ func TestDiscoveryConfigErrors(t *testing.T) {
 		{`{"kind": "dns", "name": "api.test", "port": 80, "refresh": "5"}`, `discovery.refresh: "5": invalid duration`},
 		{`{"kind": "dns", "name": "api.test", "port": 80, "resolver": "10.0.0.2"}`, `discovery.resolver: "10.0.0.2": want host:port`},
 		{`{"kind": "dns", "name": "a b", "port": 80}`, `discovery: dns a b:80: want a DNS name`},
-		{`{"kind": "dns", "name": "api.test", "port": 80, "ttl": "5s"}`, `discovery.ttl: unknown field (want kind, name, service, proto, port, scheme, refresh, min_ttl, resolver or allow_empty)`},
+		{`{"kind": "dns", "name": "api.test", "port": 80, "ttl": "5s"}`, `discovery.ttl: unknown field (want kind, name, service, proto, port, scheme, refresh, min_ttl, resolver, allow_empty, endpoints, prefix, dial_timeout, request_timeout, username or password_env)`},
 	} {
 		path := writeConfig(t, `{"discovery": `+c.disc+`}`)
 		_, err := load([]string{"-config", path})

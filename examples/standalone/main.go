@@ -1,7 +1,7 @@
 // Standalone is tinylb, a runnable HTTP load balancer built on the
 // library:
 //
-//	go build -o tinylb ./examples/standalone
+//	go build -C examples/standalone -o ../../tinylb .   # a module of its own
 //	./tinylb -listen 127.0.0.1:8080 -strategy swrr \
 //	    -backend http://127.0.0.1:9001=5 -backend http://127.0.0.1:9002
 //	./tinylb -config examples/standalone/lb.example.json
@@ -26,7 +26,8 @@
 //     (their requests in flight finish). The log level changes too, and
 //     the TLS certificate and key are read again from the same files.
 //     With a "discovery" object instead of a backend list (the backends
-//     come from DNS A/AAAA or SRV records, see lb.srv.example.json), a
+//     come from DNS A/AAAA or SRV records, see lb.srv.example.json, or
+//     from the keys under an etcd prefix), a
 //     changed object replaces the watcher: the pool keeps its backends
 //     until the new source's first set, applied in place as a new list
 //     is; an unchanged one keeps watching.

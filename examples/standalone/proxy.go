@@ -316,8 +316,9 @@ func (p *proxy) shutdown() {
 // the source's first set keeps keep their state. p.mu must be held, or p
 // not yet serving.
 func (p *proxy) watch(d *discoveryConfig) {
-	opts := append(d.watchOptions(), discovery.WithLogger(p.log.With("discovery", d.String())))
-	p.watcher = discovery.Watch(context.Background(), d.source(), p.bal.Pool(), opts...)
+	log := p.log.With("discovery", d.String())
+	opts := append(d.watchOptions(), discovery.WithLogger(log))
+	p.watcher = discovery.Watch(context.Background(), d.source(log), p.bal.Pool(), opts...)
 }
 
 // stopWatching stops the watcher, if any; the pool keeps its backends.
