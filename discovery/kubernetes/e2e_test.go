@@ -130,7 +130,7 @@ func TestEndToEnd(t *testing.T) {
 		slices = append(slices, slice("web-"+name, svc,
 			[]discoveryv1.EndpointPort{port("http", backendPort(t, srv))}, ready("127.0.0.1")))
 	}
-	c := fake.NewClientset()
+	c := fake.NewSimpleClientset()
 	for _, sl := range slices {
 		create(t, c, sl.DeepCopy())
 	}

@@ -26,7 +26,7 @@ func TestInitialSlices(t *testing.T) {
 	a.NodeName = ptr.To("node-1")
 	a.Hostname = ptr.To("web-0")
 	a.TargetRef = &corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: "web-0"}
-	c := fake.NewClientset(slice("web-abc", svc, http8080, a, ready("10.0.0.1")))
+	c := fake.NewSimpleClientset(slice("web-abc", svc, http8080, a, ready("10.0.0.1")))
 
 	set := run(t, newSource(c)).nextSet(t)
 
@@ -41,14 +41,14 @@ func TestInitialSlices(t *testing.T) {
 }
 
 func TestNoSlicesIsAnEmptySet(t *testing.T) {
-	r := run(t, newSource(fake.NewClientset())).next(t)
+	r := run(t, newSource(fake.NewSimpleClientset())).next(t)
 	require.NoError(t, r.err)
 	require.Empty(t, r.set)
 }
 
 func TestAddAndRemoveEndpoints(t *testing.T) {
 	sl := slice("web-abc", svc, http8080, ready("10.0.0.1"))
-	c := fake.NewClientset(sl.DeepCopy())
+	c := fake.NewSimpleClientset(sl.DeepCopy())
 	p := run(t, newSource(c))
 	require.Equal(t, []string{"http://10.0.0.1:8080"}, urls(p.nextSet(t)))
 
@@ -62,7 +62,7 @@ func TestAddAndRemoveEndpoints(t *testing.T) {
 }
 
 func TestNewSliceAfterSync(t *testing.T) {
-	c := fake.NewClientset()
+	c := fake.NewSimpleClientset()
 	p := run(t, newSource(c))
 	require.Empty(t, p.nextSet(t))
 
@@ -73,7 +73,7 @@ func TestNewSliceAfterSync(t *testing.T) {
 func TestTwoSlicesMergedAndDeduplicated(t *testing.T) {
 	// The controller may list an endpoint in two slices for a moment while
 	// it moves it; it is one backend. A usable copy beats a draining one.
-	c := fake.NewClientset(
+	c := fake.NewSimpleClientset(
 		slice("web-abc", svc, http8080, ready("10.0.0.1"), withConditions("10.0.0.3", false, true, true)),
 		slice("web-def", svc, http8080, ready("10.0.0.2"), ready("10.0.0.1"), ready("10.0.0.3")),
 	)
@@ -82,7 +82,7 @@ func TestTwoSlicesMergedAndDeduplicated(t *testing.T) {
 }
 
 func TestSliceDeleted(t *testing.T) {
-	c := fake.NewClientset(
+	c := fake.NewSimpleClientset(
 		slice("web-abc", svc, http8080, ready("10.0.0.1")),
 		slice("web-def", svc, http8080, ready("10.0.0.2")),
 	)
@@ -100,7 +100,7 @@ func TestSliceDeleted(t *testing.T) {
 
 func TestTerminatingEndpointDrains(t *testing.T) {
 	sl := slice("web-abc", svc, http8080, ready("10.0.0.1"), ready("10.0.0.2"))
-	c := fake.NewClientset(sl.DeepCopy())
+	c := fake.NewSimpleClientset(sl.DeepCopy())
 	p := run(t, newSource(c))
 	require.Equal(t, []string{"http://10.0.0.1:8080", "http://10.0.0.2:8080"}, urls(p.nextSet(t)))
 
@@ -120,7 +120,7 @@ func TestNotReadyLeftOut(t *testing.T) {
 	notReady := withConditions("10.0.0.2", false, false, false)
 	nilConditions := discoveryv1.Endpoint{Addresses: []string{"10.0.0.3"}} // nil ready means ready
 	published := withConditions("10.0.0.4", true, true, true)              // publishNotReadyAddresses
-	c := fake.NewClientset(slice("web-abc", svc, http8080, ready("10.0.0.1"), notReady, nilConditions, published))
+	c := fake.NewSimpleClientset(slice("web-abc", svc, http8080, ready("10.0.0.1"), notReady, nilConditions, published))
 
 	set := run(t, newSource(c)).nextSet(t)
 	require.Equal(t, []string{"http://10.0.0.1:8080", "http://10.0.0.3:8080", "http://10.0.0.4:8080 (draining)"}, urls(set))
@@ -128,7 +128,7 @@ func TestNotReadyLeftOut(t *testing.T) {
 
 func TestPortByName(t *testing.T) {
 	ports := []discoveryv1.EndpointPort{port("http", 8080), port("metrics", 9090)}
-	c := fake.NewClientset(slice("web-abc", svc, ports, ready("10.0.0.1")))
+	c := fake.NewSimpleClientset(slice("web-abc", svc, ports, ready("10.0.0.1")))
 
 	set := run(t, newSource(c, kubernetes.WithPort("metrics"))).nextSet(t)
 	require.Equal(t, []string{"http://10.0.0.1:9090"}, urls(set))
@@ -136,7 +136,7 @@ func TestPortByName(t *testing.T) {
 
 func TestPortByNameMissing(t *testing.T) {
 	ports := []discoveryv1.EndpointPort{port("http", 8080), port("metrics", 9090)}
-	c := fake.NewClientset(slice("web-abc", svc, ports, ready("10.0.0.1")))
+	c := fake.NewSimpleClientset(slice("web-abc", svc, ports, ready("10.0.0.1")))
 
 	err := run(t, newSource(c, kubernetes.WithPort("grpc"))).nextErr(t)
 	require.ErrorIs(t, err, kubernetes.ErrPortNotFound)
@@ -147,7 +147,7 @@ func TestPortByNameMissing(t *testing.T) {
 func TestPortMissingFromOneSlice(t *testing.T) {
 	// Pods that do not expose a named targetPort end up in a slice without
 	// that port: they are no backends, the others are.
-	c := fake.NewClientset(
+	c := fake.NewSimpleClientset(
 		slice("web-abc", svc, []discoveryv1.EndpointPort{port("http", 8080), port("admin", 9000)}, ready("10.0.0.1")),
 		slice("web-def", svc, []discoveryv1.EndpointPort{port("http", 8081)}, ready("10.0.0.2")),
 	)
@@ -157,7 +157,7 @@ func TestPortMissingFromOneSlice(t *testing.T) {
 
 func TestSeveralPortsNeedWithPort(t *testing.T) {
 	ports := []discoveryv1.EndpointPort{port("http", 8080), port("metrics", 9090)}
-	c := fake.NewClientset(slice("web-abc", svc, ports, ready("10.0.0.1")))
+	c := fake.NewSimpleClientset(slice("web-abc", svc, ports, ready("10.0.0.1")))
 
 	err := run(t, newSource(c)).nextErr(t)
 	require.ErrorIs(t, err, kubernetes.ErrAmbiguousPort)
@@ -168,7 +168,7 @@ func TestOnlyTCPPortsCount(t *testing.T) {
 	// A DNS-like Service: one UDP and one TCP port. Only TCP can carry HTTP.
 	udp := port("dns", 53)
 	udp.Protocol = ptr.To(corev1.ProtocolUDP)
-	c := fake.NewClientset(slice("web-abc", svc, []discoveryv1.EndpointPort{udp, port("dns-tcp", 5353)}, ready("10.0.0.1")))
+	c := fake.NewSimpleClientset(slice("web-abc", svc, []discoveryv1.EndpointPort{udp, port("dns-tcp", 5353)}, ready("10.0.0.1")))
 
 	set := run(t, newSource(c)).nextSet(t)
 	require.Equal(t, []string{"http://10.0.0.1:5353"}, urls(set))
@@ -177,7 +177,7 @@ func TestOnlyTCPPortsCount(t *testing.T) {
 func TestIPv6AddressesBracketed(t *testing.T) {
 	sl := slice("web-abc", svc, http8080, ready("fd00::1"), ready("FD00:0:0::2"))
 	sl.AddressType = discoveryv1.AddressTypeIPv6
-	c := fake.NewClientset(sl)
+	c := fake.NewSimpleClientset(sl)
 
 	set := run(t, newSource(c)).nextSet(t)
 	require.Equal(t, []string{"http://[fd00::1]:8080", "http://[fd00::2]:8080"}, urls(set))
@@ -186,14 +186,14 @@ func TestIPv6AddressesBracketed(t *testing.T) {
 func TestFQDNAddresses(t *testing.T) {
 	sl := slice("web-abc", svc, http8080, ready("web-0.web.shop.svc.cluster.local"))
 	sl.AddressType = discoveryv1.AddressTypeFQDN
-	c := fake.NewClientset(sl)
+	c := fake.NewSimpleClientset(sl)
 
 	set := run(t, newSource(c)).nextSet(t)
 	require.Equal(t, []string{"http://web-0.web.shop.svc.cluster.local:8080"}, urls(set))
 }
 
 func TestInvalidAddressSkipped(t *testing.T) {
-	c := fake.NewClientset(slice("web-abc", svc, http8080, ready("10.0.0.1"), ready("not-an-ip"), ready("fe80::1%eth0")))
+	c := fake.NewSimpleClientset(slice("web-abc", svc, http8080, ready("10.0.0.1"), ready("not-an-ip"), ready("fe80::1%eth0")))
 
 	set := run(t, newSource(c)).nextSet(t)
 	require.Equal(t, []string{"http://10.0.0.1:8080"}, urls(set))
@@ -204,7 +204,7 @@ func TestOtherServicesIgnored(t *testing.T) {
 	otherNS.Namespace = "staging"
 	unlabelled := slice("web-unlabelled", svc, http8080, ready("10.9.0.3"))
 	unlabelled.Labels = nil
-	c := fake.NewClientset(
+	c := fake.NewSimpleClientset(
 		slice("web-abc", svc, http8080, ready("10.0.0.1")),
 		slice("api-abc", "api", http8080, ready("10.9.0.2")),
 		otherNS, unlabelled,
@@ -220,7 +220,7 @@ func TestOtherServicesIgnored(t *testing.T) {
 
 func TestUnchangedSetNotPushedAgain(t *testing.T) {
 	sl := slice("web-abc", svc, http8080, ready("10.0.0.1"))
-	c := fake.NewClientset(sl.DeepCopy())
+	c := fake.NewSimpleClientset(sl.DeepCopy())
 	p := run(t, newSource(c))
 	require.Equal(t, []string{"http://10.0.0.1:8080"}, urls(p.nextSet(t)))
 
@@ -233,7 +233,7 @@ func TestUnchangedSetNotPushedAgain(t *testing.T) {
 }
 
 func TestResyncPushesAgain(t *testing.T) {
-	c := fake.NewClientset(slice("web-abc", svc, http8080, ready("10.0.0.1")))
+	c := fake.NewSimpleClientset(slice("web-abc", svc, http8080, ready("10.0.0.1")))
 	p := run(t, newSource(c, kubernetes.WithResync(20*time.Millisecond)))
 	first := p.nextSet(t)
 	require.Equal(t, first, p.nextSet(t))
@@ -257,14 +257,14 @@ func TestScheme(t *testing.T) {
 		{"WithScheme http wins", port("https", 8443), []kubernetes.Option{kubernetes.WithScheme("http")}, "http://10.0.0.1:8443"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := fake.NewClientset(slice("web-abc", svc, []discoveryv1.EndpointPort{tc.port}, ready("10.0.0.1")))
+			c := fake.NewSimpleClientset(slice("web-abc", svc, []discoveryv1.EndpointPort{tc.port}, ready("10.0.0.1")))
 			require.Equal(t, []string{tc.want}, urls(run(t, newSource(c, tc.opts...)).nextSet(t)))
 		})
 	}
 }
 
 func TestInvalidConfig(t *testing.T) {
-	c := fake.NewClientset()
+	c := fake.NewSimpleClientset()
 	for _, tc := range []struct {
 		name string
 		src  discovery.Source
@@ -286,7 +286,7 @@ func TestInvalidConfig(t *testing.T) {
 }
 
 func TestListFailureReported(t *testing.T) {
-	c := fake.NewClientset(slice("web-abc", svc, http8080, ready("10.0.0.1")))
+	c := fake.NewSimpleClientset(slice("web-abc", svc, http8080, ready("10.0.0.1")))
 	forbidden := apierrors.NewForbidden(schema.GroupResource{Group: "discovery.k8s.io", Resource: "endpointslices"}, "",
 		errFromString("serviceaccount shop:lb cannot list endpointslices"))
 	c.PrependReactor("list", "endpointslices", func(k8stesting.Action) (bool, runtime.Object, error) {
@@ -301,7 +301,7 @@ func TestListFailureReported(t *testing.T) {
 func TestSyncTimeout(t *testing.T) {
 	// The first list hangs until release closes: the source must not push
 	// a set it does not know yet, but say that it has none.
-	c := fake.NewClientset(slice("web-abc", svc, http8080, ready("10.0.0.1")))
+	c := fake.NewSimpleClientset(slice("web-abc", svc, http8080, ready("10.0.0.1")))
 	release := make(chan struct{})
 	c.PrependReactor("list", "endpointslices", func(k8stesting.Action) (bool, runtime.Object, error) {
 		<-release
@@ -318,7 +318,7 @@ func TestSyncTimeout(t *testing.T) {
 }
 
 func TestRunReturnsWhenContextEnds(t *testing.T) {
-	c := fake.NewClientset(slice("web-abc", svc, http8080, ready("10.0.0.1")))
+	c := fake.NewSimpleClientset(slice("web-abc", svc, http8080, ready("10.0.0.1")))
 	ctx, cancel := context.WithCancel(context.Background())
 	got := make(chan []discovery.Target, 1)
 	done := make(chan error, 1)
