@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,69 +19,27 @@ import (
 	"github.com/tinylb/lb/discovery"
 )
 
-// applier keeps a pool in step with the sets a source pushes: Update with
-// the whole set, then Drain (in the background, as it waits for the
-// requests in flight) the targets that turned Draining. It stands in for
-// the discovery package's watcher in this test.
-type applier struct {
-	t        *testing.T
-	pool     *lb.Pool
-	ctx      context.Context
-	wg       sync.WaitGroup
-	draining map[string]bool
-	applied  chan []discovery.Target
-}
-
-func (a *applier) push(set []discovery.Target, err error) {
-	if err != nil {
-		a.t.Errorf("source error: %v", err)
-		return
-	}
-	backends := make([]*lb.Backend, 0, len(set))
-	for _, tg := range set {
-		var opts []lb.BackendOption
-		if tg.Weight > 0 {
-			opts = append(opts, lb.WithWeight(tg.Weight))
-		}
-		if tg.Backup {
-			opts = append(opts, lb.AsBackup())
-		}
-		b, err := lb.NewBackend(tg.URL, opts...)
-		if err != nil {
-			a.t.Errorf("target %s: %v", tg.URL, err)
-			return
-		}
-		backends = append(backends, b)
-	}
-	if err := a.pool.Update(backends...); err != nil {
-		a.t.Errorf("Update: %v", err)
-		return
-	}
-	for _, tg := range set {
-		switch {
-		case tg.Draining && !a.draining[tg.URL]:
-			a.draining[tg.URL] = true
-			a.wg.Go(func() { _ = a.pool.Drain(a.ctx, tg.URL) })
-		case !tg.Draining && a.draining[tg.URL]:
-			delete(a.draining, tg.URL)
-			if err := a.pool.SetMaintenance(tg.URL, false); err != nil {
-				a.t.Errorf("SetMaintenance: %v", err)
-			}
-		}
-	}
-	a.applied <- set
-}
-
-// nextApplied waits until the applier has applied one more set.
-func (a *applier) nextApplied(t *testing.T) []discovery.Target {
+// waitUntil polls cond until it holds, or fails the test after 10 s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	select {
-	case set := <-a.applied:
-		return set
-	case <-time.After(10 * time.Second):
-		t.Fatal("no set applied within 10 s")
-		return nil
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 10 s: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// stateOf returns the state bal gives the backend url, and whether it is
+// in the pool.
+func stateOf(bal *lb.Balancer, url string) (lb.State, bool) {
+	for _, bs := range bal.Stats().Backends {
+		if bs.URL == url {
+			return bs.State, true
+		}
+	}
+	return 0, false
 }
 
 // backendPort is the port of an httptest server on 127.0.0.1.
@@ -106,7 +63,7 @@ func get(t *testing.T, client *http.Client, u string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-// TestEndToEnd runs EndpointSlices → Source → Pool.Update → Balancer →
+// TestEndToEnd runs EndpointSlices → Source → discovery.Watch → Balancer →
 // httptest backends on 127.0.0.1. One slice per backend, as each slice has
 // one port set and each backend listens on a port of its own (a valid
 // EndpointSlice layout: the controller makes one slice per distinct port
@@ -144,17 +101,11 @@ func TestEndToEnd(t *testing.T) {
 	client := &http.Client{Transport: &http.Transport{}}
 	t.Cleanup(client.CloseIdleConnections)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	a := &applier{t: t, pool: pool, ctx: ctx, draining: map[string]bool{}, applied: make(chan []discovery.Target, 16)}
-	done := make(chan error, 1)
-	go func() { done <- newSource(c).Run(ctx, a.push) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-		a.wg.Wait()
-	})
-
-	require.Len(t, a.nextApplied(t), 3)
+	w := discovery.Watch(context.Background(), newSource(c), pool, discovery.WithDebounce(time.Millisecond))
+	t.Cleanup(func() { require.NoError(t, w.Close()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, w.WaitReady(ctx))
 	require.Equal(t, 3, pool.Len())
 	seen := map[string]int{}
 	for range 30 {
@@ -192,12 +143,13 @@ func TestEndToEnd(t *testing.T) {
 	sl := slices[2].DeepCopy()
 	sl.Endpoints[0] = withConditions("127.0.0.1", false, true, true)
 	update(t, c, sl)
-	set := a.nextApplied(t)
-	require.Len(t, set, 3)
 	cURL := "http://127.0.0.1:" + strconv.Itoa(int(backendPort(t, servers[2])))
-	for _, tg := range set {
-		assert.Equal(t, tg.URL == cURL, tg.Draining, tg.URL)
-	}
+	waitUntil(t, "c draining", func() bool {
+		st, ok := stateOf(bal, cURL)
+		return ok && st == lb.StateDraining
+	})
+	assert.Equal(t, 3, pool.Len(), "the draining backend stays in the pool")
+	assert.Equal(t, 1, w.Stats().Draining)
 
 	seen = map[string]int{}
 	for range 30 {
@@ -217,8 +169,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// The pod is gone: its slice is deleted and so is the backend.
 	remove(t, c, ns, "web-c")
-	require.Len(t, a.nextApplied(t), 2)
-	require.Equal(t, 2, pool.Len())
+	waitUntil(t, "c removed", func() bool { return pool.Len() == 2 })
 	_, inPool := pool.Get(cURL)
 	assert.False(t, inPool)
 }
