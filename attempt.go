@@ -77,6 +77,9 @@ func (a *attempt) finish(status int, err error, canceled bool) {
 	if res == strategy.Failure {
 		be.stats.failures.Add(1)
 	}
+	if s.windows != nil && res != strategy.Ignored && b.load.measured {
+		s.windows[i].Observe(a.latency, res == strategy.Failure, b.now())
+	}
 	switch {
 	case a.noDone:
 	case s.latency != nil:

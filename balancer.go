@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/tinylb/lb/health"
+	"github.com/tinylb/lb/internal/loadweight"
 	"github.com/tinylb/lb/strategy"
 )
 
@@ -58,10 +59,11 @@ type Balancer struct {
 	mem        bodyMemory   // bounds request bodies held for buffering and replay
 	inflight   atomic.Int64 // requests in RoundTrip, counted only under a retry budget
 	retrying   atomic.Int64 // requests retrying now, under a retry budget
+	load       *loadState   // dynamic weights (WithLoadReports); nil without
 
 	ctx    context.Context // ends at Close; parent of every checker's context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // health checker goroutines
+	wg     sync.WaitGroup // health checkers, load pollers, the load weight updater
 	events *eventQueue
 
 	// Guarded by pool.mu.
@@ -83,6 +85,8 @@ type snapshot struct {
 	latency   strategy.LatencyObserver // observer, if it also takes latencies; else nil
 	backends  []*Backend               // strategy.Set.All
 	trackers  []health.Tracker         // passive-health state of each backend; nil entries without
+	windows   []*loadweight.Window     // load reports of each backend; nil without WithLoadReports
+	factors   []int                    // load factor of each backend in 1/loadweight.Scale units; nil without
 	gated     []bool                   // backends whose next request is a probe; nil when none
 	usable    int                      // number of usable backends
 	refreshAt int64                    // UnixNano when the snapshot must be rebuilt; 0 never
@@ -254,6 +258,10 @@ func New(pool *Pool, s Strategy, opts ...Option) *Balancer {
 	b.checkers = make(map[*Backend]context.CancelFunc)
 	b.trackers = make(map[*Backend]health.Tracker)
 	b.states = make(map[*Backend]State)
+	if b.o.loadReports != nil {
+		b.load = newLoadState(*b.o.loadReports)
+		b.wg.Go(func() { b.runLoadUpdates(b.ctx) })
+	}
 
 	pool.mu.Lock()
 	defer pool.mu.Unlock()

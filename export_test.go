@@ -16,3 +16,9 @@ func WithClock(now func() time.Time) Option {
 func ViaReverseProxy() Option {
 	return optionFunc(func(o *options) { o.viaReverseProxy = true })
 }
+
+// UpdateLoadWeights recomputes the dynamic weights of WithLoadReports now,
+// as the balancer's updater does every UpdatePeriod, and reports whether a
+// new snapshot was published; tests on a manual clock call it instead of
+// waiting for the ticker. It is a test hook.
+func (b *Balancer) UpdateLoadWeights() bool { return b.updateLoadWeights() }

@@ -45,6 +45,7 @@ type options struct {
 	bodyMemory     int64
 	sticky         *StickyCookie
 	now            func() time.Time
+	loadReports    *LoadReports
 
 	// viaReverseProxy sends every request through httputil.ReverseProxy,
 	// never relay; the tests set it to compare the two paths.
@@ -184,6 +185,11 @@ func (o *options) validate() {
 	}
 	if o.retryAfter < 0 {
 		panic(fmt.Sprintf("lb: WithRetryAfter(%v): must not be negative", o.retryAfter))
+	}
+	if o.loadReports != nil {
+		if err := o.loadReports.Validate(); err != nil {
+			panic(err.Error())
+		}
 	}
 	if v, ok := o.checker.(interface{ Validate() error }); ok {
 		if err := v.Validate(); err != nil {

@@ -372,6 +372,9 @@ func (l *retryLoop) answered(a *attempt, be *Backend, resp *http.Response) (*htt
 		}
 	}
 	a.status = resp.StatusCode
+	if s := a.s; s.windows != nil && !l.b.load.measured {
+		l.b.readLoad(s, a.i, resp.Header)
+	}
 	var fail error
 	if l.grpc {
 		fail = grpcFailure(resp.Header)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tinylb/lb/health"
+	"github.com/tinylb/lb/internal/loadweight"
 	"github.com/tinylb/lb/internal/passive"
 	"github.com/tinylb/lb/strategy"
 )
@@ -56,6 +57,9 @@ func (b *Balancer) addedLocked(be *Backend) {
 			health.Run(ctx, checker, be.url, sched, func(r health.Report) { b.onCheck(be, r) })
 		})
 	}
+	if b.load != nil {
+		b.loadAddedLocked(be)
+	}
 	if b.started && b.o.slowStart > 0 {
 		be.upSince = now
 	}
@@ -75,6 +79,9 @@ func (b *Balancer) removedLocked(be *Backend) {
 	delete(b.trackers, be)
 	delete(b.states, be)
 	delete(b.stickyEntries, be)
+	if b.load != nil {
+		b.loadRemovedLocked(be)
+	}
 	b.emit(Event{Kind: EventBackendRemoved, Time: b.now(), Backend: be})
 	b.log.LogAttrs(context.Background(), slog.LevelInfo, "lb: backend removed", slog.String("backend", be.key))
 }
@@ -154,6 +161,12 @@ func (b *Balancer) publishLocked() {
 	if b.o.slowStart > 0 {
 		set.Scale = slowStartScale
 	}
+	base := set.Scale // units of the ramp
+	if b.load != nil {
+		set.Scale *= loadweight.Scale
+		s.windows = make([]*loadweight.Window, n)
+		s.factors = make([]int, n)
+	}
 	var refresh time.Time
 	states := make([]State, n)
 	var primaries, primaryUp, backupUp int
@@ -166,11 +179,11 @@ func (b *Balancer) publishLocked() {
 		if !until.IsZero() && (refresh.IsZero() || until.Before(refresh)) {
 			refresh = until
 		}
-		w := be.Weight() * set.Scale
-		if st == StateSlowStart {
-			w = int(int64(be.Weight()) * b.rampUnits(be, now))
+		if b.load != nil {
+			s.windows[i] = b.load.windows[be]
+			s.factors[i] = b.load.unitsOf(be)
 		}
-		set.Weights[i] = max(w, 1)
+		set.Weights[i] = b.weightLocked(be, st, now, base, s.factors, i)
 		usable := st == StateUp || st == StateSlowStart || st == StateProbing
 		if be.Backup() {
 			if usable {
@@ -221,16 +234,44 @@ func (b *Balancer) publishLocked() {
 	s.latency, _ = s.picker.(strategy.LatencyObserver)
 	b.snap.Store(s)
 
-	for i, be := range members {
-		old, seen := b.states[be]
-		b.states[be] = states[i]
-		if seen && old != states[i] {
-			b.transition(be, old, states[i], now)
-		}
-	}
+	b.transitionsLocked(members, states, now)
 	if panicking {
 		b.log.LogAttrs(context.Background(), slog.LevelWarn, "lb: panic mode: too few healthy backends, balancing over all",
 			slog.Int("healthy", primaryUp), slog.Int("primaries", primaries))
+	}
+}
+
+// weightLocked is the weight of member be (position i of factors, nil
+// without load reports) in state st, in units of base (the ramp's scale)
+// times loadweight.Scale with load reports: its configured weight, ramped
+// during slow start, times its load factor. pool.mu must be held.
+func (b *Balancer) weightLocked(be *Backend, st State, now time.Time, base int, factors []int, i int) int {
+	w := int64(be.Weight()) * int64(base)
+	if st == StateSlowStart {
+		w = int64(be.Weight()) * b.rampUnits(be, now)
+	}
+	if factors != nil {
+		w *= int64(factors[i])
+	}
+	return int(max(w, 1))
+}
+
+// transitionsLocked records the members' new states and reports those
+// that changed. pool.mu must be held.
+func (b *Balancer) transitionsLocked(members []*Backend, states []State, now time.Time) {
+	for i, be := range members {
+		old, seen := b.states[be]
+		b.states[be] = states[i]
+		if !seen || old == states[i] {
+			continue
+		}
+		b.transition(be, old, states[i], now)
+		if b.load != nil && (states[i] == StateDown || states[i] == StateEjected) {
+			// Reports from before an outage describe another backend:
+			// its weight waits out a new blackout (A58, on
+			// reconnection).
+			b.load.windows[be].Reset()
+		}
 	}
 }
 

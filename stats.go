@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tinylb/lb/internal/effweight"
+	"github.com/tinylb/lb/internal/loadweight"
 )
 
 // LatencyBuckets are the upper bounds of the latency histogram kept per
@@ -82,6 +83,22 @@ type BackendStats struct {
 	LatencySum     time.Duration
 	LastCheck      time.Time // time of the last active check; zero if none
 	LastCheckError string    // error of the last active check; "" if it passed
+
+	// The fields below are set with [WithLoadReports] only.
+
+	// LoadFactor is what the backend's load reports multiply Weight by
+	// (EffectiveWeight includes it): 1 while no report counts. 0 without
+	// WithLoadReports.
+	LoadFactor float64
+	// DynamicWeight is the weight the reports give the backend now, gRFC
+	// A58's qps / (utilization + eps/qps × penalty); 0 while none counts
+	// (no report yet, in the blackout, or expired).
+	DynamicWeight float64
+	// LoadQPS, LoadUtilization and LoadEPS are the last valid report (in
+	// Measured mode, the last measurement: utilization is requests in
+	// flight), and LoadReportTime when it came; all zero if none has.
+	LoadQPS, LoadUtilization, LoadEPS float64
+	LoadReportTime                    time.Time
 }
 
 // Stats is a snapshot of a balancer's state and counters.
@@ -177,6 +194,13 @@ func (b *Balancer) Stats() Stats {
 			if w, ok := effweight.Of(s.picker, i); ok {
 				bs.EffectiveWeight = float64(w) / float64(s.scale)
 			}
+		}
+		if s.windows != nil && s.windows[i] != nil {
+			ls := s.windows[i].State(st.Time)
+			bs.LoadFactor = float64(s.factors[i]) / loadweight.Scale
+			bs.DynamicWeight = ls.Weight
+			bs.LoadQPS, bs.LoadUtilization, bs.LoadEPS = ls.Last.QPS, ls.Last.Utilization(), ls.Last.EPS
+			bs.LoadReportTime = ls.At
 		}
 		bs.Active = be.active.Load()
 		bs.Requests = be.stats.requests.Load()

@@ -84,6 +84,7 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 	"ms":     fmtStatusMS,
 	"weight": fmtStatusWeight,
 	"ago":    fmtStatusAgo,
+	"load":   fmtStatusLoad,
 }).Parse(statusPageSource))
 
 // StatusHandler returns an [http.Handler] serving a live status page of b:
@@ -102,8 +103,10 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 // reason, active, requests, failures, retries, requests_per_second,
 // error_rate (failures per attempt), latency_ewma_ms, latency_history_ms
 // (the EWMA at each of the last 60 refreshes), latency_histogram (counts
-// per latency_buckets_ms, then the rest), last_check and last_check_error;
-// and the totals. Rates are computed from the counters' change between
+// per latency_buckets_ms, then the rest), last_check, last_check_error and
+// load (with [WithLoadReports]: factor, dynamic_weight, utilization, qps,
+// eps, report_time; else null, and load_reports is false); and the totals.
+// With WithLoadReports the page has a Load column too. Rates are computed from the counters' change between
 // successive refreshes, which the handler remembers (they are null until
 // it has two samples); one handler may serve many viewers.
 //
@@ -234,6 +237,7 @@ type statusPageData struct {
 type statusRow struct {
 	B         statusBackend
 	StateName string
+	Load      bool // show the load column
 	Actions   bool
 	Sticky    bool // show the sticky hits column
 	Token     string
@@ -257,10 +261,10 @@ func (h *statusHandler) servePage(w http.ResponseWriter, r *http.Request) {
 		d.Token = h.token
 	}
 	for _, b := range d.Report.Backends {
-		d.Rows = append(d.Rows, statusRow{B: b, StateName: b.State.String(), Actions: actions,
-			Sticky: d.Report.Sticky, Token: d.Token, Now: d.Report.Time})
+		d.Rows = append(d.Rows, statusRow{B: b, StateName: b.State.String(), Load: d.Report.LoadReports,
+			Actions: actions, Sticky: d.Report.Sticky, Token: d.Token, Now: d.Report.Time})
 	}
-	d.Blank = statusRow{Actions: actions, Sticky: d.Report.Sticky, Token: d.Token}
+	d.Blank = statusRow{Load: d.Report.LoadReports, Actions: actions, Sticky: d.Report.Sticky, Token: d.Token}
 	var buf bytes.Buffer
 	if err := statusPage.Execute(&buf, d); err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -308,6 +312,20 @@ func fmtStatusWeight(v float64) string {
 		return strconv.FormatInt(int64(v), 10)
 	}
 	return strconv.FormatFloat(v, 'f', 2, 64)
+}
+
+// fmtStatusLoad shows a backend's load factor and last report:
+// "×1.82 · util 0.20 · 100.0 rps · 0.0 eps", or "×1.00 · no report".
+func fmtStatusLoad(l *statusLoad) string {
+	if l == nil {
+		return "—"
+	}
+	s := "×" + strconv.FormatFloat(l.Factor, 'f', 2, 64)
+	if l.ReportTime == nil {
+		return s + " · no report"
+	}
+	return s + " · util " + strconv.FormatFloat(l.Utilization, 'f', 2, 64) +
+		" · " + strconv.FormatFloat(l.QPS, 'f', 1, 64) + " rps · " + strconv.FormatFloat(l.EPS, 'f', 1, 64) + " eps"
 }
 
 func fmtStatusAgo(now time.Time, t *time.Time) string {

@@ -47,6 +47,7 @@ type statusReport struct {
 	LatencyBucketsMS []float64       `json:"latency_buckets_ms"`
 	Totals           statusTotals    `json:"totals"`
 	Backends         []statusBackend `json:"backends"`
+	LoadReports      bool            `json:"load_reports"` // WithLoadReports is on: backends have a load
 }
 
 type statusTotals struct {
@@ -66,24 +67,35 @@ type statusTotals struct {
 }
 
 type statusBackend struct {
-	URL               string     `json:"url"`
-	Weight            int        `json:"weight"`
-	EffectiveWeight   float64    `json:"effective_weight"`
-	Backup            bool       `json:"backup"`
-	State             State      `json:"state"`
-	Reason            string     `json:"reason"`
-	Active            int64      `json:"active"`
-	Requests          int64      `json:"requests"`
-	Failures          int64      `json:"failures"`
-	Retries           int64      `json:"retries"`
-	StickyHits        int64      `json:"sticky_hits"`
-	RequestsPerSecond *float64   `json:"requests_per_second"` // null until two samples
-	ErrorRate         *float64   `json:"error_rate"`          // failures/requests over the last step
-	LatencyEWMAMS     float64    `json:"latency_ewma_ms"`
-	LatencyHistoryMS  []float64  `json:"latency_history_ms"` // EWMA at each refresh, oldest first
-	LatencyHistogram  []int64    `json:"latency_histogram"`  // counts per latency_buckets_ms, then the rest
-	LastCheck         *time.Time `json:"last_check"`         // null without active checks
-	LastCheckError    string     `json:"last_check_error"`
+	URL               string      `json:"url"`
+	Weight            int         `json:"weight"`
+	EffectiveWeight   float64     `json:"effective_weight"`
+	Backup            bool        `json:"backup"`
+	State             State       `json:"state"`
+	Reason            string      `json:"reason"`
+	Active            int64       `json:"active"`
+	Requests          int64       `json:"requests"`
+	Failures          int64       `json:"failures"`
+	Retries           int64       `json:"retries"`
+	StickyHits        int64       `json:"sticky_hits"`
+	RequestsPerSecond *float64    `json:"requests_per_second"` // null until two samples
+	ErrorRate         *float64    `json:"error_rate"`          // failures/requests over the last step
+	LatencyEWMAMS     float64     `json:"latency_ewma_ms"`
+	LatencyHistoryMS  []float64   `json:"latency_history_ms"` // EWMA at each refresh, oldest first
+	LatencyHistogram  []int64     `json:"latency_histogram"`  // counts per latency_buckets_ms, then the rest
+	LastCheck         *time.Time  `json:"last_check"`         // null without active checks
+	LastCheckError    string      `json:"last_check_error"`
+	Load              *statusLoad `json:"load"` // null without WithLoadReports
+}
+
+// statusLoad is a backend's dynamic weight (WithLoadReports).
+type statusLoad struct {
+	Factor        float64    `json:"factor"`
+	DynamicWeight float64    `json:"dynamic_weight"` // 0: none counts now
+	Utilization   float64    `json:"utilization"`
+	QPS           float64    `json:"qps"`
+	EPS           float64    `json:"eps"`
+	ReportTime    *time.Time `json:"report_time"` // null before the first report
 }
 
 func durationMS(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -120,7 +132,8 @@ func (h *statusHandler) report() statusReport {
 			StickyMisses:   st.StickyMisses,
 			StickyRewrites: st.StickyRewrites,
 		},
-		Backends: make([]statusBackend, len(st.Backends)),
+		Backends:    make([]statusBackend, len(st.Backends)),
+		LoadReports: h.b.load != nil,
 	}
 	rep.LatencyBucketsMS = make([]float64, len(LatencyBuckets))
 	for i, d := range LatencyBuckets {
@@ -161,6 +174,14 @@ func (h *statusHandler) report() statusReport {
 		if !bs.LastCheck.IsZero() {
 			t := bs.LastCheck
 			out.LastCheck = &t
+		}
+		if rep.LoadReports && bs.LoadFactor > 0 {
+			out.Load = &statusLoad{Factor: bs.LoadFactor, DynamicWeight: bs.DynamicWeight,
+				Utilization: bs.LoadUtilization, QPS: bs.LoadQPS, EPS: bs.LoadEPS}
+			if !bs.LoadReportTime.IsZero() {
+				t := bs.LoadReportTime
+				out.Load.ReportTime = &t
+			}
 		}
 		switch bs.State {
 		case StateUp, StateSlowStart, StateProbing:
