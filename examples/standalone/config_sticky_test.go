@@ -64,7 +64,7 @@ func TestStickyCookieErrors(t *testing.T) {
 	empty := secretFile(t, "\n") // a final newline is no secret
 	for _, tt := range []struct {
 		name, sticky, want string
-		lib              bool // the error wraps lb.ErrInvalidStickyCookie
+		lib                bool // the error wraps lb.ErrInvalidStickyCookie
 	}{
 		{"no secret", `{}`, "sticky_cookie: needs sticky_cookie.secret_file or sticky_cookie.secret_env", false},
 		{"both secrets", fmt.Sprintf(`{"secret_file": %q, "secret_env": "TINYLB_TEST_STICKY"}`, good),
