@@ -16,10 +16,12 @@ import (
 // fields it names, and a flag only the fields it stands for, when it is
 // given on the command line.
 type config struct {
-	Listen   string          `json:"listen"`
-	Strategy string          `json:"strategy"` // rr, swrr, leastconn or hash
-	HashKey  string          `json:"hash_key"` // with hash: header:NAME, cookie:NAME, query:NAME, ip or path
-	Backends []backendConfig `json:"backends"`
+	Listen   string `json:"listen"`
+	Strategy string `json:"strategy"` // rr, swrr, leastconn, leastrequest, peakewma, hash or boundedhash
+	HashKey  string `json:"hash_key"` // with hash and boundedhash: header:NAME, cookie:NAME, query:NAME, ip or path
+	// BalanceFactor is boundedhash's c (lb.BoundedHash); 0: 1.25.
+	BalanceFactor float64         `json:"balance_factor"`
+	Backends      []backendConfig `json:"backends"`
 	// Discovery, instead of Backends, has the pool follow a discovery
 	// source (see discoveryConfig).
 	Discovery *discoveryConfig `json:"discovery"`
@@ -32,8 +34,12 @@ type config struct {
 	SlowStart        duration        `json:"slow_start"`      // 0: off
 	PanicThreshold   int             `json:"panic_threshold"` // percent; 0: off
 	RetryAfter       duration        `json:"retry_after"`     // 0: no Retry-After header
-	Timeouts         timeoutConfig   `json:"timeouts"`
-	MaxHeaderBytes   int             `json:"max_header_bytes"`
+	// StickyCookie is lb.WithStickyCookie, LoadReports lb.WithLoadReports;
+	// nil: off.
+	StickyCookie   *stickyConfig      `json:"sticky_cookie"`
+	LoadReports    *loadReportsConfig `json:"load_reports"`
+	Timeouts       timeoutConfig      `json:"timeouts"`
+	MaxHeaderBytes int                `json:"max_header_bytes"`
 	// TLS, H2C and HTTP2 are the listener's protocols: HTTPS with h2 and
 	// http/1.1 by ALPN, or h2c (HTTP/2 in the clear, with prior
 	// knowledge) beside HTTP/1.1, and the HTTP/2 server's limits.

@@ -35,20 +35,6 @@ func parseHashKey(s string) (lb.KeyFunc, error) {
 	return nil, errors.New("want header:NAME, cookie:NAME, query:NAME, ip or path")
 }
 
-// newStrategy returns the configured strategy. c must have passed validate.
-func (c *config) newStrategy() lb.Strategy {
-	switch c.Strategy {
-	case "swrr":
-		return lb.SmoothWeighted()
-	case "leastconn":
-		return lb.LeastConn()
-	case "hash":
-		key, _ := parseHashKey(c.HashKey)
-		return lb.ConsistentHash(key)
-	}
-	return lb.RoundRobin()
-}
-
 // backendProtocols are the backend_protocol settings and the
 // lb.BackendProtocol each stands for.
 var backendProtocols = map[string]lb.BackendProtocol{
@@ -94,6 +80,8 @@ func (c *config) options(log *slog.Logger, tr http.RoundTripper) []lb.Option {
 	if c.RetryAfter > 0 {
 		opts = append(opts, lb.WithRetryAfter(c.RetryAfter.D()))
 	}
+	opts = append(opts, c.stickyOptions()...)
+	opts = append(opts, c.loadReportsOptions()...)
 	if len(c.TrustedProxies) > 0 {
 		prefixes := make([]netip.Prefix, len(c.TrustedProxies))
 		for i, s := range c.TrustedProxies {

@@ -18,6 +18,7 @@ type flagValues struct {
 	listen             string
 	strategy           string
 	hashKey            string
+	balanceFactor      float64
 	backends           []string // raw -backend values, parsed by apply
 	healthPath         string
 	healthInterval     time.Duration
@@ -38,6 +39,7 @@ var flagPaths = map[string]string{
 	"listen":               "listen",
 	"strategy":             "strategy",
 	"hash-key":             "hash_key",
+	"balance-factor":       "balance_factor",
 	"backend":              "backends",
 	"health-path":          "health.active.path",
 	"health-interval":      "health.active.interval",
@@ -89,10 +91,15 @@ func newFlagSet(v *flagValues) *flag.FlagSet {
 	fs.StringVar(&v.listen, "listen", defaultListen, "`address` to serve on, host:port; port 0 picks any free port")
 	fs.StringVar(&v.strategy, "strategy", defaultStrategy,
 		"balancing `strategy`: rr (round robin), swrr (smooth weighted round robin),\n"+
-			"leastconn (weighted least connections) or hash (consistent hash, needs -hash-key)")
+			"leastconn (weighted least connections), leastrequest (power of two choices on requests\n"+
+			"in flight), peakewma (power of two choices on peak latency EWMA), hash (consistent hash,\n"+
+			"needs -hash-key) or boundedhash (consistent hash with bounded loads, needs -hash-key)")
 	fs.StringVar(&v.hashKey, "hash-key", "",
-		"`key` that -strategy hash hashes: header:NAME, cookie:NAME, query:NAME, ip (client address)\n"+
-			"or path; a request with an empty key is balanced round robin")
+		"`key` that -strategy hash or boundedhash hashes: header:NAME, cookie:NAME, query:NAME,\n"+
+			"ip (client address) or path; a request with an empty key is balanced round robin")
+	fs.Float64Var(&v.balanceFactor, "balance-factor", defaultBalanceFactor,
+		"with -strategy boundedhash, the `c` that holds each backend to c times the average load\n"+
+			"(HAProxy's hash-balance-factor / 100): a finite number of at least 1")
 	fs.Func("backend",
 		"a backend, repeatable: an http or https `URL[=WEIGHT]`, where WEIGHT is an integer from\n"+
 			"1 to "+strconv.Itoa(lb.MaxWeight)+" (default 1); the text after the last = is the weight, so a URL\n"+
@@ -152,6 +159,9 @@ func (c *config) applyFlags(v *flagValues, set map[string]bool) error {
 	}
 	if set["hash-key"] {
 		c.HashKey = v.hashKey
+	}
+	if set["balance-factor"] {
+		c.BalanceFactor = v.balanceFactor
 	}
 	if set["backend"] {
 		c.Backends = nil

@@ -30,6 +30,7 @@ func rewrite(t *testing.T, path, content string) {
 
 func TestConfigExampleFile(t *testing.T) {
 	t.Setenv("TINYLB_STATUS_TOKEN", "an-example-token-of-some-length")
+	t.Setenv("TINYLB_STICKY_SECRET", "an-example-secret-of-32-bytes-ok")
 	got, err := load([]string{"-config", "lb.example.json"})
 	if err != nil {
 		t.Fatalf("load: %v", err)
@@ -61,6 +62,15 @@ func TestConfigExampleFile(t *testing.T) {
 		SlowStart:        s(30 * time.Second),
 		PanicThreshold:   50,
 		RetryAfter:       s(5 * time.Second),
+		StickyCookie: &stickyConfig{
+			Name: "tinylb", Path: "/", MaxAge: s(time.Hour), Secure: true, HTTPOnly: true, SameSite: "lax",
+			SecretEnv: "TINYLB_STICKY_SECRET", secret: []byte("an-example-secret-of-32-bytes-ok"),
+		},
+		LoadReports: &loadReportsConfig{
+			Header: "endpoint-load-metrics", StripHeader: true, PollPath: "/load", PollInterval: s(10 * time.Second),
+			Blackout: s(10 * time.Second), Expiration: s(3 * time.Minute), UpdatePeriod: s(time.Second),
+			Penalty: 1, MaxFactor: 10, MeasureWindow: s(10 * time.Second),
+		},
 		Timeouts: timeoutConfig{
 			ReadHeader: s(10 * time.Second), Idle: s(2 * time.Minute), Shutdown: s(30 * time.Second),
 			UpstreamDial: s(5 * time.Second), UpstreamResponseHeader: s(30 * time.Second),
@@ -180,7 +190,7 @@ func TestConfigFlagsOverrideFile(t *testing.T) {
 		t.Errorf("bad -strategy over a file: error %v", err)
 	}
 	bad := writeConfig(t, `{"strategy": "random", "backends": [{"url": "http://127.0.0.1:9001"}]}`)
-	if _, err := load([]string{"-config", bad}); err == nil || err.Error() != bad+`: strategy: "random": unknown strategy: want rr, swrr, leastconn or hash` {
+	if _, err := load([]string{"-config", bad}); err == nil || err.Error() != bad+`: strategy: "random": unknown strategy: want rr, swrr, leastconn, leastrequest, peakewma, hash or boundedhash` {
 		t.Errorf("bad strategy in a file: error %v", err)
 	}
 	// ... and a flag can fix a bad file setting.
@@ -203,7 +213,7 @@ func TestConfigFileErrors(t *testing.T) {
 		{"not an object", `[1, 2]`, "(top level): [...]: want an object"},
 
 		// unknown fields, with their path
-		{"unknown top-level field", `{"backend": [], ` + be + `}`, "backend: unknown field (want listen, strategy, hash_key, backends,"},
+		{"unknown top-level field", `{"backend": [], ` + be + `}`, "backend: unknown field (want listen, strategy, hash_key, balance_factor, backends,"},
 		{"unknown backend field", `{` + three + `{"url": "http://127.0.0.1:9003", "wieght": 2}]}`, "backends[2].wieght: unknown field (want url, weight or backup)"},
 		{"unknown health field", `{` + be + `, "health": {"active": {"intervall": "2s"}}}`, "health.active.intervall: unknown field (want path, method,"},
 		{"unknown passive field", `{` + be + `, "health": {"passive": {"max_fail": 2}}}`, "health.passive.max_fail: unknown field"},
@@ -247,7 +257,7 @@ func TestConfigFileErrors(t *testing.T) {
 		// strategy
 		{"unknown strategy", `{"strategy": "random", ` + be + `}`, `strategy: "random": unknown strategy`},
 		{"hash without key", `{"strategy": "hash", ` + be + `}`, `hash_key: strategy hash needs a hash key`},
-		{"hash key without hash", `{"hash_key": "ip", ` + be + `}`, `hash_key: "ip": only used with strategy hash, not rr`},
+		{"hash key without hash", `{"hash_key": "ip", ` + be + `}`, `hash_key: "ip": only used with strategy hash or boundedhash, not rr`},
 		{"bad hash key", `{"strategy": "hash", "hash_key": "header", ` + be + `}`, `hash_key: "header": want header:NAME`},
 		{"bad listen", `{"listen": "8080", ` + be + `}`, `listen: "8080": want host:port`},
 

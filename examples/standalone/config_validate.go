@@ -13,7 +13,10 @@ import (
 // ("" when not worth repeating) and what is wrong with it.
 type fieldError struct {
 	path, value, msg string
+	err              error // the library's error behind msg, for errors.Is; nil if none
 }
+
+func (e *fieldError) Unwrap() error { return e.err }
 
 func (e *fieldError) Error() string {
 	path := e.path
@@ -47,6 +50,8 @@ func (c *config) validate() error {
 		func() error { return c.Retries.validate("retries") },
 		c.validateBodies,
 		c.validateBalancing,
+		c.validateSticky,
+		c.validateLoadReports,
 		func() error { return c.Timeouts.validate("timeouts") },
 		c.validateServer,
 		c.validateFront,
@@ -93,26 +98,6 @@ func addrProblem(addr string) string {
 		return "not an IP address or host name"
 	}
 	return ""
-}
-
-// validateStrategy checks the strategy and its hash key.
-func (c *config) validateStrategy() error {
-	switch c.Strategy {
-	case "rr", "swrr", "leastconn":
-		if c.HashKey != "" {
-			return badf("hash_key", quote(c.HashKey), "only used with strategy hash, not %s", c.Strategy)
-		}
-	case "hash":
-		if c.HashKey == "" {
-			return badf("hash_key", "", "strategy hash needs a hash key: header:NAME, cookie:NAME, query:NAME, ip or path")
-		}
-		if _, err := parseHashKey(c.HashKey); err != nil {
-			return badf("hash_key", quote(c.HashKey), "%v", err)
-		}
-	default:
-		return badf("strategy", quote(c.Strategy), "unknown strategy: want rr, swrr, leastconn or hash")
-	}
-	return nil
 }
 
 // validateBackendProtocol checks the protocol spoken to the backends.

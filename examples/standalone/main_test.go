@@ -155,7 +155,7 @@ func TestParseFlagsErrors(t *testing.T) {
 	}{
 		{"no backends", "-strategy rr", "no backends"},
 		{"no flags", "", "no backends"},
-		{"unknown strategy", "-strategy random" + be, `-strategy: "random": unknown strategy: want rr, swrr, leastconn or hash`},
+		{"unknown strategy", "-strategy random" + be, `-strategy: "random": unknown strategy: want rr, swrr, leastconn, leastrequest, peakewma, hash or boundedhash`},
 		{"strategy case", "-strategy RR" + be, `-strategy: "RR": unknown strategy`},
 		{"weight zero", "-backend http://127.0.0.1:9001=0", "weight 0"},
 		{"weight negative", "-backend http://127.0.0.1:9001=-1", "weight -1"},
@@ -172,7 +172,7 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"duplicate backend", be + be, `-backend: "http://127.0.0.1:9001": duplicate backend`},
 		{"duplicate backend, other spelling", be + " -backend HTTP://127.0.0.1:9001/=3", "duplicate backend"},
 		{"hash without key", "-strategy hash" + be, "-hash-key: strategy hash needs a hash key"},
-		{"hash key without hash", "-strategy swrr -hash-key ip" + be, `-hash-key: "ip": only used with strategy hash, not swrr`},
+		{"hash key without hash", "-strategy swrr -hash-key ip" + be, `-hash-key: "ip": only used with strategy hash or boundedhash, not swrr`},
 		{"hash key unknown", "-strategy hash -hash-key user" + be, `-hash-key: "user": want header:NAME, cookie:NAME, query:NAME, ip or path`},
 		{"hash key without name", "-strategy hash -hash-key header" + be, "want header:NAME"},
 		{"hash key empty name", "-strategy hash -hash-key cookie:" + be, "empty name"},
