@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -139,6 +141,13 @@ func dump(c config) string {
 // buildAndClose checks that c builds a balancer, and closes it.
 func buildAndClose(t *testing.T, c config) {
 	t.Helper()
+	// The balancer may start health checks and load-report polls at once:
+	// point them at closed ports on 127.0.0.1, never at the addresses of
+	// the configuration under test (lb.example.json names 10.0.0.x).
+	c.Backends = slices.Clone(c.Backends)
+	for i := range c.Backends {
+		c.Backends[i].URL = fmt.Sprintf("http://127.0.0.1:%d", 9+i)
+	}
 	tr := c.newTransport()
 	defer tr.CloseIdleConnections()
 	bal, err := c.newBalancer(slog.New(slog.DiscardHandler), tr)
