@@ -2,13 +2,16 @@ package kubernetes_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
 
 	"github.com/tinylb/lb/discovery"
@@ -164,7 +167,30 @@ func remove(t *testing.T, c *fake.Clientset, namespace, name string) {
 	require.NoError(t, err)
 }
 
-// newSource is kubernetes.New for the test service.
+// newSource is kubernetes.New for the test service, with one difference:
+// a set is handed on only once the informer's watch is in place. The fake
+// clientset's watches start from "now", not from the list's
+// resourceVersion as a real API server's do, so a change made between
+// the list and the watch would be lost, and a test that changes slices
+// right after the first set would wait for a push that never comes.
 func newSource(c *fake.Clientset, opts ...kubernetes.Option) discovery.Source {
-	return kubernetes.New(c, ns, svc, opts...)
+	watching := make(chan struct{})
+	var once sync.Once
+	c.PrependWatchReactor("endpointslices", func(a k8stesting.Action) (bool, watch.Interface, error) {
+		w, err := c.Tracker().Watch(a.GetResource(), a.GetNamespace())
+		once.Do(func() { close(watching) })
+		return true, w, err
+	})
+	src := kubernetes.New(c, ns, svc, opts...)
+	return discovery.SourceFunc(func(ctx context.Context, push func([]discovery.Target, error)) error {
+		return src.Run(ctx, func(set []discovery.Target, err error) {
+			if err == nil {
+				select {
+				case <-watching:
+				case <-time.After(5 * time.Second):
+				}
+			}
+			push(set, err)
+		})
+	})
 }
