@@ -431,8 +431,19 @@ func (rt *recordingTransport) RoundTrip(r *http.Request) (*http.Response, error)
 // fuzzHeader reads "Key: value" lines into a header, keys as written.
 func fuzzHeader(s string) http.Header {
 	h := http.Header{}
+	// Keys keep their spelling, but two spellings of one name ("x" and
+	// "X") share the first one's entry: as two map keys, the order in
+	// which a copy merges their values would follow Go's random map
+	// order, and the two paths would differ by chance, not by code.
+	spelled := map[string]string{}
 	for line := range strings.SplitSeq(s, "\n") {
 		if k, v, ok := strings.Cut(line, ":"); ok && k != "" {
+			canon := http.CanonicalHeaderKey(k)
+			if first, seen := spelled[canon]; seen {
+				k = first
+			} else {
+				spelled[canon] = k
+			}
 			h[k] = append(h[k], strings.TrimSpace(v))
 		}
 	}
