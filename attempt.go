@@ -47,6 +47,7 @@ type attempt struct {
 	noDone  bool // a sticky request the picker was not told of: no Done (see package pinned)
 	ctx     context.Context
 	start   time.Time
+	due     time.Time     // the gRPC call's deadline (grpc-timeout); zero: none
 	latency time.Duration // to response headers, or to the error
 	status  int
 }
@@ -55,6 +56,9 @@ type attempt struct {
 // strategy's feedback, a probe's verdict.
 func (a *attempt) finish(status int, err error, canceled bool) {
 	b, s, i := a.b, a.s, a.i
+	if err != nil && a.pastDue() {
+		canceled = true // the call ran out of its own time: not the backend's doing
+	}
 	be := s.backends[i]
 	be.release()
 	res := strategy.Success
@@ -101,6 +105,11 @@ func (a *attempt) finish(status int, err error, canceled bool) {
 	if !ejectUntil.IsZero() && len(s.backends) > 1 {
 		b.eject(be, ejectUntil, "passive health: too many failed requests")
 	}
+}
+
+// pastDue reports whether the gRPC call's deadline has come.
+func (a *attempt) pastDue() bool {
+	return !a.due.IsZero() && !a.b.now().Before(a.due)
 }
 
 // wrap returns rc wrapped so that the attempt is settled when the body is

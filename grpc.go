@@ -6,6 +6,9 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/tinylb/lb/internal/grpctimeout"
 )
 
 // gRPC over HTTP/2 (grpc/grpc doc/PROTOCOL-HTTP2.md) carries a call's
@@ -23,6 +26,8 @@ import (
 //	504, last attempt timed out   4 DEADLINE_EXCEEDED "lb: backend timed out"
 //	502, RetryPolicy.Timeout cut  4 DEADLINE_EXCEEDED "lb: retry timeout passed"
 //	  the retries short
+//	502, failed after the call's  4 DEADLINE_EXCEEDED "lb: the call's deadline passed"
+//	  grpc-timeout (see below)
 //	408, body read ahead too slow 4 DEADLINE_EXCEEDED "lb: request body timeout"
 //	400, client's body broken     13 INTERNAL "lb: reading the request body failed"
 //	                              (grpc/grpc doc/http-grpc-status-mapping.md: 400)
@@ -36,7 +41,13 @@ import (
 // gRPC server tracks the deadline it gives (PROTOCOL-HTTP2.md, Timeout) and
 // the client enforces its own, cancelling the call when it expires; that
 // cancel reaches the balancer as a client that went away, which is no
-// backend's failure and is never retried.
+// backend's failure and is never retried. The server's side can come
+// first: grpc-go's server resets the stream when the deadline it was given
+// passes, which may reach the balancer before the client's cancel. An
+// attempt that fails once the call's deadline has passed is therefore no
+// backend's failure either; it is answered 4 DEADLINE_EXCEEDED "lb: the
+// call's deadline passed" and never retried, and a retry made before then
+// carries only the time left in its grpc-timeout.
 
 // grpcCode is a gRPC status code, numbered as in grpc/grpc
 // doc/statuscodes.md and grpc-go's codes package.
@@ -114,6 +125,32 @@ func grpcFailure(h http.Header) error {
 // marked: they keep the last attempt's 502.
 var errRetryTimeout = errors.New("retry timeout passed")
 
+// errCallDeadline marks the failure of a gRPC call that came when the
+// call's own deadline, its grpc-timeout, had passed: DEADLINE_EXCEEDED, as
+// the client itself reports it.
+var errCallDeadline = errors.New("the call's deadline passed")
+
+// callDeadline is when the gRPC call whose headers are h runs out of time:
+// now plus its grpc-timeout, or zero if it has none (or one too long to
+// matter). The balancer does not enforce it (see above); it uses it to
+// tell a backend that ended a call at its deadline from one that failed,
+// and to give a retry only the time that is left.
+func callDeadline(h http.Header, now func() time.Time) time.Time {
+	v := h["Grpc-Timeout"]
+	if len(v) == 0 {
+		return time.Time{}
+	}
+	d, ok := grpctimeout.Parse(v[0])
+	if !ok || d > maxCallTimeout {
+		return time.Time{}
+	}
+	return now().Add(d)
+}
+
+// maxCallTimeout bounds the grpc-timeout the balancer tracks: a longer one
+// is no deadline in practice, and now+d must not overflow.
+const maxCallTimeout = 100 * 365 * 24 * time.Hour
+
 // serveGRPCError answers a gRPC call the balancer could not serve as a gRPC
 // server answers a call that fails at once: HTTP 200, content-type
 // application/grpc and a Trailers-Only answer, grpc-status and a
@@ -143,6 +180,8 @@ func grpcAnswer(status int, err error) (grpcCode, string) {
 		return grpcCanceled, "lb: client went away"
 	case errors.Is(err, errRetryTimeout):
 		return grpcDeadlineExceeded, "lb: " + errRetryTimeout.Error()
+	case errors.Is(err, errCallDeadline):
+		return grpcDeadlineExceeded, "lb: " + errCallDeadline.Error()
 	case status == http.StatusGatewayTimeout:
 		return grpcDeadlineExceeded, "lb: backend timed out"
 	case status == http.StatusRequestTimeout:

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/tinylb/lb/internal/grpctimeout"
 )
 
 // GRPCCheck is a [Checker] for gRPC backends. It calls the standard gRPC
@@ -195,7 +197,7 @@ func (c GRPCCheck) request(ctx context.Context, u string) (*http.Request, error)
 	req.Header.Set("Content-Type", "application/grpc")
 	req.Header.Set("Te", "trailers")
 	if dl, ok := ctx.Deadline(); ok {
-		req.Header.Set("Grpc-Timeout", grpcTimeout(time.Until(dl)))
+		req.Header.Set("Grpc-Timeout", grpctimeout.Format(time.Until(dl)))
 	}
 	if c.Authority != "" {
 		req.Host = c.Authority

@@ -26,7 +26,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"time"
 )
 
 const (
@@ -243,42 +242,6 @@ func protoSkip(b []byte, num uint64, typ byte, depth int) int {
 		return -1 // no end tag
 	}
 	return -1 // an end of group with no start, or wire type 6 or 7
-}
-
-// grpcTimeout formats d as a grpc-timeout value: d in the finest unit
-// whose count fits in 8 digits, rounded up so that the server never gives
-// up before the check does.
-func grpcTimeout(d time.Duration) string {
-	if d <= 0 {
-		return "1n"
-	}
-	const most = 1e8 - 1
-	units := []struct {
-		d    time.Duration
-		unit string
-	}{
-		{time.Nanosecond, "n"},
-		{time.Microsecond, "u"},
-		{time.Millisecond, "m"},
-		{time.Second, "S"},
-		{time.Minute, "M"},
-	}
-	for _, u := range units {
-		if n := ceilDiv(d, u.d); n <= most {
-			return strconv.FormatInt(int64(n), 10) + u.unit
-		}
-	}
-	// The longest Duration is 2562047 hours, which fits.
-	return strconv.FormatInt(int64(ceilDiv(d, time.Hour)), 10) + "H"
-}
-
-// ceilDiv returns d/unit rounded up, without overflowing.
-func ceilDiv(d, unit time.Duration) time.Duration {
-	n := d / unit
-	if d%unit != 0 {
-		n++
-	}
-	return n
 }
 
 // grpcCodes names the gRPC status codes (doc/statuscodes.md).

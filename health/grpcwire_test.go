@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -202,28 +201,6 @@ func TestReadGRPCMessageReadError(t *testing.T) {
 	assert.ErrorIs(t, err, io.ErrClosedPipe)
 	_, err = readGRPCMessage(io.MultiReader(bytes.NewReader(frame(0, []byte{8, 1})), iotest.ErrReader(io.ErrClosedPipe)), 64)
 	assert.ErrorIs(t, err, io.ErrClosedPipe, "an error after the message")
-}
-
-func TestGRPCTimeout(t *testing.T) {
-	tests := []struct {
-		d    time.Duration
-		want string
-	}{
-		{-time.Second, "1n"},
-		{0, "1n"},
-		{1, "1n"},
-		{99999999, "99999999n"},
-		{100000000, "100000u"},
-		{100000001, "100001u"}, // rounded up: the server must not give up first
-		{2 * time.Second, "2000000u"},
-		{100 * time.Second, "100000m"},
-		{100000 * time.Second, "100000S"},
-		{1e8 * time.Second, "1666667M"},
-		{time.Duration(1<<63 - 1), "2562048H"},
-	}
-	for _, tt := range tests {
-		assert.Equal(t, tt.want, grpcTimeout(tt.d), "grpcTimeout(%d)", int64(tt.d))
-	}
 }
 
 func TestGRPCCodeLabel(t *testing.T) {
